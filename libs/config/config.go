@@ -1,0 +1,259 @@
+// Package config holds the one configuration file shared by every service
+// (DESIGN §8) and the secrets that come only from the environment.
+package config
+
+import (
+	"time"
+)
+
+// Defaults of DESIGN §8 and of each service's section.
+const (
+	DefaultName                = "runner-manager"
+	DefaultGitHubBaseURL       = "https://api.github.com"
+	DefaultRedisURL            = "redis://localhost:6379/0"
+	DefaultHealthCheckInterval = 10 * time.Minute
+	DefaultTimeToStart         = 10 * time.Minute
+	DefaultTimeToLive          = 12 * time.Hour
+	DefaultAPIReserve          = 500
+	DefaultIngressListen       = ":8080"
+	DefaultMaxBodyBytes        = 1 << 20
+	DefaultSchedulerListen     = ":8081"
+	DefaultProvisionerListen   = ":8082"
+	DefaultConcurrency         = 8
+	DefaultCallTimeout         = 5 * time.Minute
+	DefaultStreamMaxLen        = 100_000
+	DefaultMaxDeliveries       = 5
+	DefaultReclaimMinIdle      = 1 * time.Minute
+	DefaultDockerImage         = "ghcr.io/actions/actions-runner:latest"
+)
+
+// Config is the whole file. Field comments are the documentation of each key;
+// deploy/config.example.yaml shows every one of them.
+type Config struct {
+	// Name prefixes every resource and Redis key ({P}); a lowercase DNS label.
+	Name   string `yaml:"name"`
+	GitHub GitHub `yaml:"github"`
+	Redis  Redis  `yaml:"redis"`
+	// HealthCheckInterval is how often the scheduler runs the health checks of DESIGN §7.
+	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
+	// TimeToStart is how long a runner may take to come online at GitHub.
+	TimeToStart time.Duration `yaml:"time_to_start"`
+	// TimeToLive is the age after which a runner is deleted, busy or not.
+	TimeToLive   time.Duration `yaml:"time_to_live"`
+	RunnerGroups []RunnerGroup `yaml:"runner_groups"`
+	Streams      Streams       `yaml:"streams"`
+	Ingress      Ingress       `yaml:"ingress"`
+	Scheduler    Scheduler     `yaml:"scheduler"`
+	Provisioner  Provisioner   `yaml:"provisioner"`
+
+	// Secrets come from the environment only (prefix RM_), never from the file.
+	Secrets Secrets `yaml:"-"`
+}
+
+// GitHub holds the non-secret GitHub settings.
+type GitHub struct {
+	// BaseURL of the REST API; for GitHub Enterprise Server https://HOST/api/v3.
+	BaseURL string `yaml:"base_url"`
+	// APIReserve is the number of REST calls per rate-limit window kept for the
+	// calls that start runners (JIT); health checks wait rather than spend it.
+	APIReserve int `yaml:"api_reserve"`
+	// WebhookHookID is the id of an organization webhook, for the missed-webhook
+	// recovery when authenticating with a token (an App needs none).
+	WebhookHookID int64 `yaml:"webhook_hook_id"`
+	// WebhookOrganization is the organization that owns WebhookHookID.
+	WebhookOrganization string `yaml:"webhook_organization"`
+}
+
+// Redis says where the streams and keys live.
+type Redis struct {
+	// URL: redis://[:password@]host:port/db, rediss:// for TLS. RM_REDIS_URL overrides it.
+	URL string `yaml:"url"`
+	// SentinelMaster, when set with SentinelAddrs, selects Redis Sentinel instead of URL.
+	SentinelMaster string   `yaml:"sentinel_master"`
+	SentinelAddrs  []string `yaml:"sentinel_addrs"`
+	// DB number used with Sentinel.
+	DB int `yaml:"db"`
+}
+
+// Streams tunes every stream consumer and publisher.
+type Streams struct {
+	// MaxLen trims every stream with MAXLEN ~ this many entries.
+	MaxLen int64 `yaml:"max_len"`
+	// MaxDeliveries moves an entry to {P}:dlq after this many deliveries.
+	MaxDeliveries int64 `yaml:"max_deliveries"`
+	// ReclaimMinIdle is how long an entry stays pending with a consumer before
+	// another replica takes it over (XAUTOCLAIM). Provisioners use at least
+	// provisioner.call_timeout plus a margin.
+	ReclaimMinIdle time.Duration `yaml:"reclaim_min_idle"`
+}
+
+// Ingress is the ingress service's section.
+type Ingress struct {
+	// Listen address of POST /webhook and the health endpoints.
+	Listen string `yaml:"listen"`
+	// MaxBodyBytes: larger bodies are refused with 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout of the HTTP server.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+}
+
+// Scheduler is the scheduler service's section.
+type Scheduler struct {
+	// Listen address of the admin API and the health endpoints.
+	Listen string `yaml:"listen"`
+	// ReconcileInterval is the cheap loop that retries waiting demand.
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	// LeaseTTL of the leader lease for periodic work; another replica takes over
+	// within one TTL when the holder dies.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// CreateRetries bounds the retries of a failed create before the reservation is released.
+	CreateRetries int `yaml:"create_retries"`
+	// CreateRetryBackoff is the first backoff between create retries (doubled each time).
+	CreateRetryBackoff time.Duration `yaml:"create_retry_backoff"`
+	// JobRetention keeps a completed job's record this long (idempotency of late events).
+	JobRetention time.Duration `yaml:"job_retention"`
+}
+
+// Provisioner is the section shared by every provisioner-<type>.
+type Provisioner struct {
+	// Listen address of the health endpoints.
+	Listen string `yaml:"listen"`
+	// Concurrency bounds the commands handled at once by one replica.
+	Concurrency int `yaml:"concurrency"`
+	// CallTimeout bounds one backend call (create or delete).
+	CallTimeout time.Duration `yaml:"call_timeout"`
+}
+
+// RunnerGroup is one group of runners: a GitHub runner group, its limits, its
+// labels and the backend its runners run on.
+type RunnerGroup struct {
+	// Name of the GitHub runner group; a lowercase DNS label.
+	Name string `yaml:"name"`
+	// Organization the group belongs to (for a repository-level group, the owner).
+	Organization string `yaml:"organization"`
+	// Repository, when set, makes the runners repository-level runners.
+	Repository       string           `yaml:"repository"`
+	RepositoryAccess RepositoryAccess `yaml:"repository_access"`
+	// WorkflowAccess restricts the group to these workflows ("owner/repo/.github/workflows/x.yml@ref").
+	WorkflowAccess []string `yaml:"workflow_access"`
+	MaxRunners     int      `yaml:"max_runners"`
+	MinRunners     int      `yaml:"min_runners"`
+	Labels         []string `yaml:"labels"`
+	Backend        Backend  `yaml:"backend"`
+}
+
+// RepositoryAccess is the runner group's repository visibility at GitHub.
+type RepositoryAccess struct {
+	// SelectedRepositories, empty for all repositories of the organization.
+	SelectedRepositories []string `yaml:"selected_repositories"`
+	// AllowsPublicRepositories defaults to true.
+	AllowsPublicRepositories *bool `yaml:"allows_public_repositories"`
+}
+
+// Backend selects the backend type and holds that type's instance specification.
+type Backend struct {
+	// Type: docker, aws or gcp.
+	Type   string      `yaml:"type"`
+	Docker *DockerSpec `yaml:"docker,omitempty"`
+	AWS    *AWSSpec    `yaml:"aws,omitempty"`
+	GCP    *GCPSpec    `yaml:"gcp,omitempty"`
+}
+
+// DockerSpec is the instance specification of a Docker runner.
+type DockerSpec struct {
+	// Image of the runner container (production: the official actions runner image).
+	Image string `yaml:"image" json:"image"`
+	// Command overrides the image's command.
+	Command []string `yaml:"command" json:"command,omitempty"`
+	// CPUs limit (e.g. 2 or 0.5), 0 for none.
+	CPUs float64 `yaml:"cpus" json:"cpus,omitempty"`
+	// Memory limit in bytes or with a unit suffix (512m, 4g), empty for none.
+	Memory string `yaml:"memory" json:"memory,omitempty"`
+	// Network is a network name, or "host"; empty for the engine's default bridge.
+	Network string `yaml:"network" json:"network,omitempty"`
+	// Env adds environment variables (never secrets of the manager).
+	Env map[string]string `yaml:"env" json:"env,omitempty"`
+	// Volumes as "source:target[:ro]". Mounting /var/run/docker.sock gives jobs
+	// root on the host: only for trusted repositories.
+	Volumes []string `yaml:"volumes" json:"volumes,omitempty"`
+	// StopTimeout is the grace period given to the runner on delete.
+	StopTimeout time.Duration `yaml:"stop_timeout" json:"stop_timeout,omitempty"`
+	// Host overrides the Docker daemon address (DOCKER_HOST by default).
+	Host string `yaml:"host" json:"host,omitempty"`
+}
+
+// RunnerBootstrap is the runner installation on a VM, shared by AWS and GCP.
+type RunnerBootstrap struct {
+	// RunnerVersion of the actions runner to install, e.g. 2.321.0.
+	RunnerVersion string `yaml:"runner_version" json:"runner_version,omitempty"`
+	// RunnerDownloadURL, with {version} replaced; defaults to GitHub's release asset.
+	RunnerDownloadURL string `yaml:"runner_download_url" json:"runner_download_url,omitempty"`
+	// RunnerSHA256 of the downloaded archive; the script refuses a mismatch.
+	RunnerSHA256 string `yaml:"runner_sha256" json:"runner_sha256,omitempty"`
+	// StartupScript replaces the built-in template (Go text/template).
+	StartupScript string `yaml:"startup_script" json:"startup_script,omitempty"`
+	// RunnerUser is the unprivileged user the runner runs as.
+	RunnerUser string `yaml:"runner_user" json:"runner_user,omitempty"`
+}
+
+// AWSSpec is the instance specification of an EC2 runner.
+type AWSSpec struct {
+	Region string `yaml:"region" json:"region"`
+	// AMI id, or a launch template (one of the two).
+	AMI            string          `yaml:"ami" json:"ami,omitempty"`
+	LaunchTemplate *LaunchTemplate `yaml:"launch_template" json:"launch_template,omitempty"`
+	// InstanceTypes in order of preference; a capacity error tries the next.
+	InstanceTypes []string `yaml:"instance_types" json:"instance_types"`
+	// Subnets in order of preference; a capacity error tries the next.
+	Subnets            []string          `yaml:"subnets" json:"subnets"`
+	SecurityGroups     []string          `yaml:"security_groups" json:"security_groups,omitempty"`
+	IAMInstanceProfile string            `yaml:"iam_instance_profile" json:"iam_instance_profile,omitempty"`
+	RootVolumeSizeGB   int32             `yaml:"root_volume_size_gb" json:"root_volume_size_gb,omitempty"`
+	RootVolumeType     string            `yaml:"root_volume_type" json:"root_volume_type,omitempty"`
+	Tags               map[string]string `yaml:"tags" json:"tags,omitempty"`
+	// Spot requests spot capacity; SpotFallbackOnDemand retries on-demand on a capacity error.
+	Spot                 bool `yaml:"spot" json:"spot,omitempty"`
+	SpotFallbackOnDemand bool `yaml:"spot_fallback_on_demand" json:"spot_fallback_on_demand,omitempty"`
+	// Endpoint overrides the EC2 endpoint (tests, VPC endpoints).
+	Endpoint  string          `yaml:"endpoint" json:"endpoint,omitempty"`
+	Bootstrap RunnerBootstrap `yaml:"bootstrap" json:"bootstrap"`
+}
+
+// LaunchTemplate names an EC2 launch template by id or name.
+type LaunchTemplate struct {
+	ID      string `yaml:"id" json:"id,omitempty"`
+	Name    string `yaml:"name" json:"name,omitempty"`
+	Version string `yaml:"version" json:"version,omitempty"`
+}
+
+// GCPSpec is the instance specification of a Compute Engine runner.
+type GCPSpec struct {
+	Project string `yaml:"project" json:"project"`
+	// Zones in order of preference; a capacity error tries the next.
+	Zones       []string `yaml:"zones" json:"zones"`
+	MachineType string   `yaml:"machine_type" json:"machine_type"`
+	// Image by name (projects/P/global/images/NAME), or by family and project.
+	Image          string            `yaml:"image" json:"image,omitempty"`
+	ImageFamily    string            `yaml:"image_family" json:"image_family,omitempty"`
+	ImageProject   string            `yaml:"image_project" json:"image_project,omitempty"`
+	DiskSizeGB     int64             `yaml:"disk_size_gb" json:"disk_size_gb,omitempty"`
+	DiskType       string            `yaml:"disk_type" json:"disk_type,omitempty"`
+	Network        string            `yaml:"network" json:"network,omitempty"`
+	Subnetwork     string            `yaml:"subnetwork" json:"subnetwork,omitempty"`
+	ExternalIP     bool              `yaml:"external_ip" json:"external_ip,omitempty"`
+	ServiceAccount string            `yaml:"service_account" json:"service_account,omitempty"`
+	Scopes         []string          `yaml:"scopes" json:"scopes,omitempty"`
+	Labels         map[string]string `yaml:"labels" json:"labels,omitempty"`
+	// Spot requests spot VMs; SpotFallbackStandard retries standard on a capacity error.
+	Spot                 bool `yaml:"spot" json:"spot,omitempty"`
+	SpotFallbackStandard bool `yaml:"spot_fallback_standard" json:"spot_fallback_standard,omitempty"`
+	NestedVirtualization bool `yaml:"nested_virtualization" json:"nested_virtualization,omitempty"`
+	// OperationTimeout bounds the wait for the zone operation of an insert.
+	OperationTimeout time.Duration `yaml:"operation_timeout" json:"operation_timeout,omitempty"`
+	// Endpoint overrides the Compute Engine endpoint (tests, private access).
+	Endpoint  string          `yaml:"endpoint" json:"endpoint,omitempty"`
+	Bootstrap RunnerBootstrap `yaml:"bootstrap" json:"bootstrap"`
+}

@@ -1,0 +1,53 @@
+// Package keys names every Redis stream and key of one manager (DESIGN §3).
+// Every key carries the hash tag {P}, P being the manager's name, so that one
+// Lua script may touch any of them and two managers can share a Redis.
+package keys
+
+import "strconv"
+
+// Keys builds the key names of the manager P.
+type Keys struct{ p string }
+
+// New returns the key names of the manager called name.
+func New(name string) Keys { return Keys{p: "{" + name + "}"} }
+
+// Prefix is "{P}".
+func (k Keys) Prefix() string { return k.p }
+
+// Events is the stream of accepted workflow_job deliveries (group "scheduler").
+func (k Keys) Events() string { return k.p + ":events" }
+
+// Provision is the command stream of one backend type (group "provisioner-<type>").
+func (k Keys) Provision(backendType string) string { return k.p + ":provision:" + backendType }
+
+// Results is the stream of provisioning outcomes (group "scheduler").
+func (k Keys) Results() string { return k.p + ":results" }
+
+// DLQ is the stream of messages given up after too many deliveries.
+func (k Keys) DLQ() string { return k.p + ":dlq" }
+
+// Delivery is the replay guard of one X-GitHub-Delivery.
+func (k Keys) Delivery(guid string) string { return k.p + ":delivery:" + guid }
+
+// Runner is the record of one runner.
+func (k Keys) Runner(name string) string { return k.p + ":runner:" + name }
+
+// GroupRunners is the set of runners counted against a group's limit.
+func (k Keys) GroupRunners(group string) string { return k.p + ":group:" + group + ":runners" }
+
+// GroupDemand is the set of job ids waiting for a runner of the group.
+func (k Keys) GroupDemand(group string) string { return k.p + ":group:" + group + ":demand" }
+
+// Job is a job's last known status.
+func (k Keys) Job(id int64) string { return k.p + ":job:" + strconv.FormatInt(id, 10) }
+
+// Lease is the leader lease of one periodic task.
+func (k Keys) Lease(task string) string { return k.p + ":lease:" + task }
+
+// Groups
+const (
+	GroupScheduler = "scheduler"
+)
+
+// ProvisionerGroup is the consumer group of provisioner-<type>.
+func ProvisionerGroup(backendType string) string { return "provisioner-" + backendType }
