@@ -54,6 +54,8 @@ require (
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
+	github.com/runner-manager/runner-manager/e2e v0.0.0
+	github.com/runner-manager/runner-manager/libs v0.0.0
 	github.com/shirou/gopsutil/v4 v4.26.6 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	github.com/stretchr/testify v1.12.1 // indirect
@@ -72,3 +74,7 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/api v0.314.0 // indirect
 )
+
+replace github.com/runner-manager/runner-manager/libs => ../../libs
+
+replace github.com/runner-manager/runner-manager/e2e => ../../e2e
