@@ -1,0 +1,269 @@
+// Package service is the common main of every runner-manager binary: flags,
+// configuration, JSON logs, the Redis client, the health and metrics server,
+// tracing, and graceful shutdown on SIGTERM.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/runner-manager/runner-manager/libs/config"
+	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/libs/telemetry"
+)
+
+// Version is stamped at build time with -ldflags "-X .../libs/service.Version=...".
+var Version = "dev"
+
+// ShutdownTimeout bounds how long a service waits for its work and its HTTP
+// server to stop after SIGTERM.
+const ShutdownTimeout = 30 * time.Second
+
+// Options describe one binary.
+type Options struct {
+	// Binary is the program's name: ingress, scheduler, provisioner-docker, ...
+	Binary string
+	// Listen returns the address of the HTTP server from the configuration.
+	Listen func(*config.Config) string
+	// Tune, when set, adjusts the HTTP server (timeouts) before it starts.
+	Tune func(*config.Config, *http.Server)
+}
+
+// App is what a service's run function gets.
+type App struct {
+	Binary    string
+	Config    *config.Config
+	Log       *slog.Logger
+	Redis     redis.UniversalClient
+	HTTP      *echo.Echo
+	Metrics   *prometheus.Registry
+	Keys      keys.Keys
+	Publisher *stream.Publisher
+
+	mu     sync.Mutex
+	checks []readiness
+}
+
+type readiness struct {
+	name  string
+	check func(context.Context) error
+}
+
+// AddReadiness adds a check to GET /readyz; the service is ready when every
+// check passes. Redis is always checked.
+func (a *App) AddReadiness(name string, check func(context.Context) error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.checks = append(a.checks, readiness{name, check})
+}
+
+// Main runs the binary and exits: 0 after a clean shutdown, 1 on an error, 2
+// on a usage error. run must return when its context is cancelled.
+func Main(opts Options, run func(ctx context.Context, app *App) error) {
+	os.Exit(Run(opts, os.Args[1:], os.Stdout, os.Stderr, run))
+}
+
+// Run is Main without the exit, for tests.
+func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx context.Context, app *App) error) int {
+	fs := flag.NewFlagSet(opts.Binary, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", os.Getenv("RM_CONFIG"), "configuration file (or RM_CONFIG)")
+	check := fs.Bool("check-config", false, "validate the configuration, print every problem, and exit (1 when invalid)")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *version {
+		fmt.Fprintf(stdout, "%s %s\n", opts.Binary, Version)
+		return 0
+	}
+	if *configPath == "" {
+		fmt.Fprintf(stderr, "%s: no configuration: pass --config FILE or set RM_CONFIG (see deploy/config.example.yaml)\n", opts.Binary)
+		return 2
+	}
+	cfg, err := config.Load(*configPath)
+	if *check {
+		return printCheck(stdout, stderr, *configPath, err)
+	}
+	log := NewLogger(stderr, opts.Binary)
+	if err != nil {
+		log.Error("invalid configuration", "file", *configPath, "error", err.Error())
+		return 1
+	}
+	if err := serve(opts, cfg, log, run); err != nil {
+		log.Error("stopped with an error", "error", err.Error())
+		return 1
+	}
+	return 0
+}
+
+func printCheck(stdout, stderr io.Writer, path string, err error) int {
+	if err == nil {
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", path)
+		return 0
+	}
+	var ps config.Problems
+	if errors.As(err, &ps) {
+		for _, p := range ps {
+			fmt.Fprintf(stderr, "%s: %s\n", path, p)
+		}
+		fmt.Fprintf(stderr, "%s: %d problem(s)\n", path, len(ps))
+		return 1
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", path, err)
+	return 1
+}
+
+// NewLogger returns the JSON logger of a service; RM_LOG_LEVEL (debug, info,
+// warn, error) sets its level.
+func NewLogger(w io.Writer, binary string) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(os.Getenv("RM_LOG_LEVEL"))); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("service", binary)
+}
+
+func serve(opts Options, cfg *config.Config, log *slog.Logger, run func(context.Context, *App) error) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	shutdownTracing, err := telemetry.SetupTracing(ctx, opts.Binary, Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+
+	rdb, err := NewRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	app := NewApp(opts.Binary, cfg, log, rdb)
+	srv := &http.Server{
+		Addr:              opts.Listen(cfg),
+		Handler:           app.HTTP,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	if opts.Tune != nil {
+		opts.Tune(cfg, srv)
+	}
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", srv.Addr, err)
+	}
+	log.Info("starting", "version", Version, "listen", ln.Addr().String(), "name", cfg.Name)
+
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	runErr := make(chan error, 1)
+	go func() { runErr <- run(ctx, app) }()
+
+	var result error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", ShutdownTimeout.String())
+		select {
+		case err := <-runErr:
+			result = err
+		case <-time.After(ShutdownTimeout):
+			result = errors.New("work did not stop within the shutdown timeout")
+		}
+	case err := <-runErr:
+		result = err
+		if result == nil {
+			result = errors.New("service stopped by itself")
+		}
+	case err := <-srvErr:
+		result = fmt.Errorf("http server: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if errors.Is(result, context.Canceled) {
+		result = nil
+	}
+	if result == nil {
+		log.Info("stopped")
+	}
+	return result
+}
+
+// NewApp builds the App of a service: the Prometheus registry, and the echo
+// instance serving /healthz, /readyz and /metrics. Tests use it directly.
+func NewApp(binary string, cfg *config.Config, log *slog.Logger, rdb redis.UniversalClient) *App {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "runner_manager_build_info",
+		Help:        "Always 1; the labels say which build runs.",
+		ConstLabels: prometheus.Labels{"service": binary, "version": Version},
+	})
+	info.Set(1)
+	reg.MustRegister(info)
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	app := &App{
+		Binary:    binary,
+		Config:    cfg,
+		Log:       log,
+		Redis:     rdb,
+		HTTP:      e,
+		Metrics:   reg,
+		Keys:      keys.New(cfg.Name),
+		Publisher: stream.NewPublisher(rdb, cfg.Streams.MaxLen),
+	}
+	app.AddReadiness("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", app.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	return app
+}
+
+func (a *App) readyz(c echo.Context) error {
+	a.mu.Lock()
+	checks := append([]readiness(nil), a.checks...)
+	a.mu.Unlock()
+	var failed []string
+	for _, r := range checks {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		err := r.check(ctx)
+		cancel()
+		if err != nil {
+			failed = append(failed, r.name+": "+err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return c.String(http.StatusServiceUnavailable, "not ready\n"+strings.Join(failed, "\n")+"\n")
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
