@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# gofmt, go vet and staticcheck over every module of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$(go env GOPATH)/bin:$PATH"
+modules=(libs services/ingress services/scheduler services/provisioner e2e)
+
+unformatted=$(gofmt -l "${modules[@]}")
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+for m in "${modules[@]}"; do
+  echo "lint $m" >&2
+  (cd "$m" && go vet ./... && staticcheck ./...)
+done
+echo "lint: ok" >&2

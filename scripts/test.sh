@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command of the README and of CI. `scripts/test.sh` runs everything;
+# `scripts/test.sh unit` only the Go tests of the modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$(go env GOPATH)/bin:$PATH"
+export TESTCONTAINERS_RYUK_DISABLED=true
+mode=${1:-all}
+modules=(libs services/ingress services/scheduler services/provisioner e2e)
+
+step() { printf '\n=== %s\n' "$*" >&2; }
+
+if [ "$mode" = all ]; then
+  step "generated code"
+  scripts/proto-check.sh
+  step "lint"
+  scripts/lint.sh
+fi
+
+step "local images"
+scripts/build-fake-runner-image.sh
+
+failed=()
+for m in "${modules[@]}"; do
+  step "go test $m"
+  # -race everywhere: the services are concurrent through and through.
+  if ! (cd "$m" && go test -race -count=1 -timeout 20m ./...); then
+    failed+=("$m")
+  fi
+done
+if ((${#failed[@]})); then
+  echo "FAILED modules: ${failed[*]}" >&2
+  exit 1
+fi
+echo "all tests passed" >&2
