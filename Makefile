@@ -20,6 +20,7 @@ BINARIES := \
 	fakegithub=./e2e/cmd/fakegithub \
 	fake-runner=./e2e/cmd/fake-runner \
 	loadgen=./e2e/cmd/loadgen \
+	localrun=./e2e/cmd/localrun \
 	rmctl=./e2e/cmd/rmctl
 
 .PHONY: help

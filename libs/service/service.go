@@ -89,6 +89,7 @@ func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx con
 	configPath := fs.String("config", os.Getenv("RM_CONFIG"), "configuration file (or RM_CONFIG)")
 	check := fs.Bool("check-config", false, "validate the configuration, print every problem, and exit (1 when invalid)")
 	version := fs.Bool("version", false, "print the version and exit")
+	listen := fs.String("listen", os.Getenv("RM_LISTEN"), "override the listen address of the configuration (or RM_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -108,6 +109,10 @@ func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx con
 	if err != nil {
 		log.Error("invalid configuration", "file", *configPath, "error", err.Error())
 		return 1
+	}
+	if *listen != "" {
+		addr := *listen
+		opts.Listen = func(*config.Config) string { return addr }
 	}
 	if err := serve(opts, cfg, log, run); err != nil {
 		log.Error("stopped with an error", "error", err.Error())
