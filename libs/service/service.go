@@ -89,9 +89,13 @@ func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx con
 	configPath := fs.String("config", os.Getenv("RM_CONFIG"), "configuration file (or RM_CONFIG)")
 	check := fs.Bool("check-config", false, "validate the configuration, print every problem, and exit (1 when invalid)")
 	version := fs.Bool("version", false, "print the version and exit")
+	probe := fs.String("probe", "", "GET this URL and exit 0 on a 2xx answer, 1 otherwise (container health checks: images have no shell)")
 	listen := fs.String("listen", os.Getenv("RM_LISTEN"), "override the listen address of the configuration (or RM_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *probe != "" {
+		return Probe(*probe, stderr)
 	}
 	if *version {
 		fmt.Fprintf(stdout, "%s %s\n", opts.Binary, Version)
@@ -271,4 +275,21 @@ func (a *App) readyz(c echo.Context) error {
 		return c.String(http.StatusServiceUnavailable, "not ready\n"+strings.Join(failed, "\n")+"\n")
 	}
 	return c.String(http.StatusOK, "ready\n")
+}
+
+// Probe GETs url with a short timeout: 0 on a 2xx answer, 1 otherwise. It is
+// the health check of images that have no shell and no curl.
+func Probe(url string, stderr io.Writer) int {
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintf(stderr, "probe %s: %v\n", url, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		fmt.Fprintf(stderr, "probe %s: %s\n", url, resp.Status)
+		return 1
+	}
+	return 0
 }
