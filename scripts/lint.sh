@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$(go env GOPATH)/bin:$PATH"
-modules=(libs services/ingress services/scheduler services/provisioner e2e)
+modules=(libs services/ingress services/scheduler services/provisioner e2e charts/tests)
 
 unformatted=$(gofmt -l "${modules[@]}")
 if [ -n "$unformatted" ]; then

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 export PATH="$(go env GOPATH)/bin:$PATH"
 export TESTCONTAINERS_RYUK_DISABLED=true
 mode=${1:-all}
-modules=(libs services/ingress services/scheduler services/provisioner e2e)
+modules=(libs services/ingress services/scheduler services/provisioner e2e charts/tests)
 
 step() { printf '\n=== %s\n' "$*" >&2; }
 

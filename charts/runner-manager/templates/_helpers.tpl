@@ -32,7 +32,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "rm.redisURL" -}}
 {{- if .Values.redis.url -}}{{ .Values.redis.url }}
-{{- else if .Values.redis.deploy -}}{{ printf "redis://%s-redis:6379/0" (include "rm.fullname" .) }}
+{{- else if and .Values.redis.deploy (not .Values.config.redis) -}}{{ printf "redis://%s-redis:6379/0" (include "rm.fullname" .) }}
 {{- end -}}
 {{- end -}}
 
@@ -199,4 +199,17 @@ spec:
     matchLabels:
       {{- include "rm.selector" (dict "root" $root "component" .component) | nindent 6 }}
 {{- end }}
+{{- end -}}
+
+{{- define "rm.webhookSecret" -}}
+{{- if .Values.secrets.webhookSecret -}}
+{{- .Values.secrets.webhookSecret -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (printf "%s-secrets" (include "rm.fullname" .)) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "RM_GITHUB_WEBHOOK_SECRET") -}}
+{{- index $existing.data "RM_GITHUB_WEBHOOK_SECRET" | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 40 -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
