@@ -23,28 +23,41 @@ const (
 	DefaultCallTimeout         = 5 * time.Minute
 	DefaultStreamMaxLen        = 100_000
 	DefaultMaxDeliveries       = 5
-	DefaultReclaimMinIdle      = 1 * time.Minute
-	DefaultDockerImage         = "ghcr.io/actions/actions-runner:latest"
+	// ReclaimMargin is added to provisioner.call_timeout to derive
+	// streams.reclaim_min_idle when the file does not set it, so a command is
+	// never taken over while a provisioner still works on it.
+	ReclaimMargin = 1 * time.Minute
+	// DefaultReclaimMinIdle is streams.reclaim_min_idle with every default:
+	// DefaultCallTimeout + ReclaimMargin.
+	DefaultReclaimMinIdle = DefaultCallTimeout + ReclaimMargin
+	DefaultDockerImage    = "ghcr.io/actions/actions-runner:latest"
 )
 
 // Config is the whole file. Field comments are the documentation of each key;
 // deploy/config.example.yaml shows every one of them.
 type Config struct {
 	// Name prefixes every resource and Redis key ({P}); a lowercase DNS label.
-	Name   string `yaml:"name"`
+	Name string `yaml:"name"`
+	// GitHub holds the non-secret GitHub settings.
 	GitHub GitHub `yaml:"github"`
-	Redis  Redis  `yaml:"redis"`
+	// Redis says where the streams and keys live.
+	Redis Redis `yaml:"redis"`
 	// HealthCheckInterval is how often the scheduler runs the health checks of DESIGN §7.
 	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
 	// TimeToStart is how long a runner may take to come online at GitHub.
 	TimeToStart time.Duration `yaml:"time_to_start"`
 	// TimeToLive is the age after which a runner is deleted, busy or not.
-	TimeToLive   time.Duration `yaml:"time_to_live"`
+	TimeToLive time.Duration `yaml:"time_to_live"`
+	// RunnerGroups, in order: the order breaks ties in MatchGroup.
 	RunnerGroups []RunnerGroup `yaml:"runner_groups"`
-	Streams      Streams       `yaml:"streams"`
-	Ingress      Ingress       `yaml:"ingress"`
-	Scheduler    Scheduler     `yaml:"scheduler"`
-	Provisioner  Provisioner   `yaml:"provisioner"`
+	// Streams tunes every stream consumer and publisher.
+	Streams Streams `yaml:"streams"`
+	// Ingress is the ingress service's section.
+	Ingress Ingress `yaml:"ingress"`
+	// Scheduler is the scheduler service's section.
+	Scheduler Scheduler `yaml:"scheduler"`
+	// Provisioner is the section shared by every provisioner-<type>.
+	Provisioner Provisioner `yaml:"provisioner"`
 
 	// Secrets come from the environment only (prefix RM_), never from the file.
 	Secrets Secrets `yaml:"-"`
@@ -69,8 +82,9 @@ type Redis struct {
 	// URL: redis://[:password@]host:port/db, rediss:// for TLS. RM_REDIS_URL overrides it.
 	URL string `yaml:"url"`
 	// SentinelMaster, when set with SentinelAddrs, selects Redis Sentinel instead of URL.
-	SentinelMaster string   `yaml:"sentinel_master"`
-	SentinelAddrs  []string `yaml:"sentinel_addrs"`
+	SentinelMaster string `yaml:"sentinel_master"`
+	// SentinelAddrs are the Sentinels' host:port addresses.
+	SentinelAddrs []string `yaml:"sentinel_addrs"`
 	// DB number used with Sentinel.
 	DB int `yaml:"db"`
 }
@@ -83,7 +97,8 @@ type Streams struct {
 	MaxDeliveries int64 `yaml:"max_deliveries"`
 	// ReclaimMinIdle is how long an entry stays pending with a consumer before
 	// another replica takes it over (XAUTOCLAIM). Provisioners use at least
-	// provisioner.call_timeout plus a margin.
+	// provisioner.call_timeout: when absent it is derived as call_timeout +
+	// ReclaimMargin, and a value not above call_timeout is a problem.
 	ReclaimMinIdle time.Duration `yaml:"reclaim_min_idle"`
 }
 
@@ -135,14 +150,20 @@ type RunnerGroup struct {
 	// Organization the group belongs to (for a repository-level group, the owner).
 	Organization string `yaml:"organization"`
 	// Repository, when set, makes the runners repository-level runners.
-	Repository       string           `yaml:"repository"`
+	Repository string `yaml:"repository"`
+	// RepositoryAccess is the runner group's visibility (organization-level groups only).
 	RepositoryAccess RepositoryAccess `yaml:"repository_access"`
 	// WorkflowAccess restricts the group to these workflows ("owner/repo/.github/workflows/x.yml@ref").
 	WorkflowAccess []string `yaml:"workflow_access"`
-	MaxRunners     int      `yaml:"max_runners"`
-	MinRunners     int      `yaml:"min_runners"`
-	Labels         []string `yaml:"labels"`
-	Backend        Backend  `yaml:"backend"`
+	// MaxRunners bounds the runners of the group at any time (>= 1).
+	MaxRunners int `yaml:"max_runners"`
+	// MinRunners are kept idle and ready even without demand (>= 0).
+	MinRunners int `yaml:"min_runners"`
+	// Labels of the runners; a job goes to a group whose labels include all of
+	// its runs-on labels (self-hosted is implied). See MatchGroup.
+	Labels []string `yaml:"labels"`
+	// Backend the group's runners run on.
+	Backend Backend `yaml:"backend"`
 }
 
 // RepositoryAccess is the runner group's repository visibility at GitHub.
@@ -156,10 +177,14 @@ type RepositoryAccess struct {
 // Backend selects the backend type and holds that type's instance specification.
 type Backend struct {
 	// Type: docker, aws or gcp.
-	Type   string      `yaml:"type"`
+	Type string `yaml:"type"`
+	// Docker is the instance specification of type docker (optional: every
+	// field has a default).
 	Docker *DockerSpec `yaml:"docker,omitempty"`
-	AWS    *AWSSpec    `yaml:"aws,omitempty"`
-	GCP    *GCPSpec    `yaml:"gcp,omitempty"`
+	// AWS is the instance specification of type aws (required for that type).
+	AWS *AWSSpec `yaml:"aws,omitempty"`
+	// GCP is the instance specification of type gcp (required for that type).
+	GCP *GCPSpec `yaml:"gcp,omitempty"`
 }
 
 // DockerSpec is the instance specification of a Docker runner.
@@ -197,10 +222,15 @@ type RunnerBootstrap struct {
 	StartupScript string `yaml:"startup_script" json:"startup_script,omitempty"`
 	// RunnerUser is the unprivileged user the runner runs as.
 	RunnerUser string `yaml:"runner_user" json:"runner_user,omitempty"`
+	// BlockMetadataServer forbids the runner user (so every job) to reach the
+	// instance metadata server (169.254.169.254), where the JIT configuration
+	// stays readable; it also hides the instance's cloud credentials from jobs.
+	BlockMetadataServer bool `yaml:"block_metadata_server" json:"block_metadata_server,omitempty"`
 }
 
 // AWSSpec is the instance specification of an EC2 runner.
 type AWSSpec struct {
+	// Region of the instances (required), e.g. eu-west-1.
 	Region string `yaml:"region" json:"region"`
 	// AMI id, or a launch template (one of the two).
 	AMI            string          `yaml:"ami" json:"ami,omitempty"`
@@ -208,52 +238,79 @@ type AWSSpec struct {
 	// InstanceTypes in order of preference; a capacity error tries the next.
 	InstanceTypes []string `yaml:"instance_types" json:"instance_types"`
 	// Subnets in order of preference; a capacity error tries the next.
-	Subnets            []string          `yaml:"subnets" json:"subnets"`
-	SecurityGroups     []string          `yaml:"security_groups" json:"security_groups,omitempty"`
-	IAMInstanceProfile string            `yaml:"iam_instance_profile" json:"iam_instance_profile,omitempty"`
-	RootVolumeSizeGB   int32             `yaml:"root_volume_size_gb" json:"root_volume_size_gb,omitempty"`
-	RootVolumeType     string            `yaml:"root_volume_type" json:"root_volume_type,omitempty"`
-	Tags               map[string]string `yaml:"tags" json:"tags,omitempty"`
+	Subnets []string `yaml:"subnets" json:"subnets"`
+	// SecurityGroups are security group ids; empty for the VPC's default.
+	SecurityGroups []string `yaml:"security_groups" json:"security_groups,omitempty"`
+	// IAMInstanceProfile name or ARN given to the instances; empty for none.
+	IAMInstanceProfile string `yaml:"iam_instance_profile" json:"iam_instance_profile,omitempty"`
+	// RootVolumeSizeGB of the root volume; 0 keeps the AMI's size.
+	RootVolumeSizeGB int32 `yaml:"root_volume_size_gb" json:"root_volume_size_gb,omitempty"`
+	// RootVolumeType, e.g. gp3; empty keeps the AMI's type.
+	RootVolumeType string `yaml:"root_volume_type" json:"root_volume_type,omitempty"`
+	// RootDeviceName is the AMI's root device that root_volume_size_gb and
+	// root_volume_type apply to; default /dev/xvda (Amazon Linux; Ubuntu and
+	// Debian AMIs use /dev/sda1).
+	RootDeviceName string `yaml:"root_device_name" json:"root_device_name,omitempty"`
+	// Tags added to the instances and volumes (besides the ownership tags).
+	Tags map[string]string `yaml:"tags" json:"tags,omitempty"`
 	// Spot requests spot capacity; SpotFallbackOnDemand retries on-demand on a capacity error.
 	Spot                 bool `yaml:"spot" json:"spot,omitempty"`
 	SpotFallbackOnDemand bool `yaml:"spot_fallback_on_demand" json:"spot_fallback_on_demand,omitempty"`
 	// Endpoint overrides the EC2 endpoint (tests, VPC endpoints).
-	Endpoint  string          `yaml:"endpoint" json:"endpoint,omitempty"`
+	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+	// Bootstrap installs and starts the runner on the instance.
 	Bootstrap RunnerBootstrap `yaml:"bootstrap" json:"bootstrap"`
 }
 
 // LaunchTemplate names an EC2 launch template by id or name.
 type LaunchTemplate struct {
-	ID      string `yaml:"id" json:"id,omitempty"`
-	Name    string `yaml:"name" json:"name,omitempty"`
+	// ID of the launch template (lt-...); or Name, not both.
+	ID string `yaml:"id" json:"id,omitempty"`
+	// Name of the launch template; or ID, not both.
+	Name string `yaml:"name" json:"name,omitempty"`
+	// Version: a number, $Default or $Latest; empty for $Default.
 	Version string `yaml:"version" json:"version,omitempty"`
 }
 
 // GCPSpec is the instance specification of a Compute Engine runner.
 type GCPSpec struct {
+	// Project that hosts the instances (required).
 	Project string `yaml:"project" json:"project"`
 	// Zones in order of preference; a capacity error tries the next.
-	Zones       []string `yaml:"zones" json:"zones"`
-	MachineType string   `yaml:"machine_type" json:"machine_type"`
+	Zones []string `yaml:"zones" json:"zones"`
+	// MachineType, e.g. e2-standard-4 (required).
+	MachineType string `yaml:"machine_type" json:"machine_type"`
 	// Image by name (projects/P/global/images/NAME), or by family and project.
-	Image          string            `yaml:"image" json:"image,omitempty"`
-	ImageFamily    string            `yaml:"image_family" json:"image_family,omitempty"`
-	ImageProject   string            `yaml:"image_project" json:"image_project,omitempty"`
-	DiskSizeGB     int64             `yaml:"disk_size_gb" json:"disk_size_gb,omitempty"`
-	DiskType       string            `yaml:"disk_type" json:"disk_type,omitempty"`
-	Network        string            `yaml:"network" json:"network,omitempty"`
-	Subnetwork     string            `yaml:"subnetwork" json:"subnetwork,omitempty"`
-	ExternalIP     bool              `yaml:"external_ip" json:"external_ip,omitempty"`
-	ServiceAccount string            `yaml:"service_account" json:"service_account,omitempty"`
-	Scopes         []string          `yaml:"scopes" json:"scopes,omitempty"`
-	Labels         map[string]string `yaml:"labels" json:"labels,omitempty"`
+	Image string `yaml:"image" json:"image,omitempty"`
+	// ImageFamily selects the newest image of the family in ImageProject.
+	ImageFamily string `yaml:"image_family" json:"image_family,omitempty"`
+	// ImageProject holds ImageFamily, e.g. ubuntu-os-cloud.
+	ImageProject string `yaml:"image_project" json:"image_project,omitempty"`
+	// DiskSizeGB of the boot disk; 0 keeps the image's size.
+	DiskSizeGB int64 `yaml:"disk_size_gb" json:"disk_size_gb,omitempty"`
+	// DiskType of the boot disk, e.g. pd-balanced; empty for the zone's default.
+	DiskType string `yaml:"disk_type" json:"disk_type,omitempty"`
+	// Network name or URL; empty for "default".
+	Network string `yaml:"network" json:"network,omitempty"`
+	// Subnetwork name or URL; empty for the network's auto subnetwork.
+	Subnetwork string `yaml:"subnetwork" json:"subnetwork,omitempty"`
+	// ExternalIP gives the instances an ephemeral public address.
+	ExternalIP bool `yaml:"external_ip" json:"external_ip,omitempty"`
+	// ServiceAccount email of the instances; empty for none.
+	ServiceAccount string `yaml:"service_account" json:"service_account,omitempty"`
+	// Scopes of the service account; empty for cloud-platform.
+	Scopes []string `yaml:"scopes" json:"scopes,omitempty"`
+	// Labels added to the instances (besides the ownership labels).
+	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`
 	// Spot requests spot VMs; SpotFallbackStandard retries standard on a capacity error.
 	Spot                 bool `yaml:"spot" json:"spot,omitempty"`
 	SpotFallbackStandard bool `yaml:"spot_fallback_standard" json:"spot_fallback_standard,omitempty"`
+	// NestedVirtualization enables VMX on the instances.
 	NestedVirtualization bool `yaml:"nested_virtualization" json:"nested_virtualization,omitempty"`
 	// OperationTimeout bounds the wait for the zone operation of an insert.
 	OperationTimeout time.Duration `yaml:"operation_timeout" json:"operation_timeout,omitempty"`
 	// Endpoint overrides the Compute Engine endpoint (tests, private access).
-	Endpoint  string          `yaml:"endpoint" json:"endpoint,omitempty"`
+	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+	// Bootstrap installs and starts the runner on the instance.
 	Bootstrap RunnerBootstrap `yaml:"bootstrap" json:"bootstrap"`
 }

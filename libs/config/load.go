@@ -6,13 +6,30 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
 )
 
+// Defaults of the service sections that have no constant in config.go.
+const (
+	DefaultReadHeaderTimeout  = 5 * time.Second
+	DefaultReadTimeout        = 10 * time.Second
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultIdleTimeout        = 120 * time.Second
+	DefaultReconcileInterval  = 5 * time.Second
+	DefaultLeaseTTL           = 30 * time.Second
+	DefaultCreateRetries      = 5
+	DefaultCreateRetryBackoff = 10 * time.Second
+	DefaultJobRetention       = 72 * time.Hour
+	DefaultDockerStopTimeout  = 10 * time.Second
+)
+
 // Load reads the file at path, applies defaults and the RM_ environment, and
-// validates the result. A returned *Problems lists every problem found.
+// validates the result. A returned Problems lists every problem found, sorted
+// by line; any other error means the file could not be read.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -25,23 +42,69 @@ func Load(path string) (*Config, error) {
 	return Parse(b, secrets)
 }
 
-// Parse decodes a YAML document strictly (an unknown key is an error), applies
-// defaults, attaches secrets and validates.
+// Check loads the file at path with the environment and returns nil when the
+// configuration is valid, a Problems (each problem with its line, sorted by
+// line) when it is not, or another error when the file cannot be read. It is
+// what every binary's --check-config runs.
+func Check(path string) error {
+	_, err := Load(path)
+	return err
+}
+
+var yamlLineError = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// lineProblem turns a yaml.v3 message "line N: msg" into a Problem.
+func lineProblem(msg string) Problem {
+	if m := yamlLineError.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return Problem{Line: n, Message: m[2]}
+	}
+	return Problem{Message: msg}
+}
+
+// Parse decodes a YAML document strictly (an unknown key is a problem, with
+// its line), applies defaults, attaches secrets and validates. Every problem
+// of the file and of the secrets is returned at once as a Problems.
 func Parse(b []byte, secrets Secrets) (*Config, error) {
-	var root yaml.Node
+	var doc, next yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parse config: %w", err)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		// A syntax error stops the parser: there is nothing more to check.
+		return nil, Problems{lineProblem(err.Error())}
+	}
+	var ps Problems
+	if err := dec.Decode(&next); err == nil {
+		line := next.Line
+		if len(next.Content) > 0 {
+			line = next.Content[0].Line
+		}
+		ps = append(ps, Problem{Line: line, Message: "a second YAML document: the configuration is a single document"})
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
 	}
 	cfg := &Config{}
-	strict := yaml.NewDecoder(bytes.NewReader(b))
-	strict.KnownFields(true)
-	if err := strict.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parse config: %w", err)
+	switch {
+	case root.Kind == 0: // empty file: every default
+	case root.Kind != yaml.MappingNode:
+		return nil, Problems{{Line: root.Line, Message: "the configuration must be a mapping of keys"}}
+	default:
+		// Unknown keys are found by walking the tree (validate), which gives
+		// their full path; the decoder reports the values of the wrong type.
+		if err := root.Decode(cfg); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, fmt.Errorf("decode config: %w", err)
+			}
+			for _, msg := range te.Errors {
+				ps = append(ps, lineProblem(msg))
+			}
+		}
 	}
 	cfg.Secrets = secrets
 	cfg.SetDefaults()
-	if err := cfg.validate(&root); err != nil {
+	if err := cfg.validate(root, ps); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -54,6 +117,11 @@ func (c *Config) SetDefaults() {
 			*s = v
 		}
 	}
+	durDef := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
 	def(&c.Name, DefaultName)
 	def(&c.GitHub.BaseURL, DefaultGitHubBaseURL)
 	def(&c.Redis.URL, DefaultRedisURL)
@@ -63,59 +131,51 @@ func (c *Config) SetDefaults() {
 	if c.GitHub.APIReserve == 0 {
 		c.GitHub.APIReserve = DefaultAPIReserve
 	}
-	if c.HealthCheckInterval == 0 {
-		c.HealthCheckInterval = DefaultHealthCheckInterval
-	}
-	if c.TimeToStart == 0 {
-		c.TimeToStart = DefaultTimeToStart
-	}
-	if c.TimeToLive == 0 {
-		c.TimeToLive = DefaultTimeToLive
-	}
+	durDef(&c.HealthCheckInterval, DefaultHealthCheckInterval)
+	durDef(&c.TimeToStart, DefaultTimeToStart)
+	durDef(&c.TimeToLive, DefaultTimeToLive)
 	if c.Streams.MaxLen == 0 {
 		c.Streams.MaxLen = DefaultStreamMaxLen
 	}
 	if c.Streams.MaxDeliveries == 0 {
 		c.Streams.MaxDeliveries = DefaultMaxDeliveries
 	}
-	if c.Streams.ReclaimMinIdle == 0 {
-		c.Streams.ReclaimMinIdle = DefaultReclaimMinIdle
-	}
 	def(&c.Ingress.Listen, DefaultIngressListen)
 	if c.Ingress.MaxBodyBytes == 0 {
 		c.Ingress.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	durDef := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	durDef(&c.Ingress.ReadHeaderTimeout, 5*time.Second)
-	durDef(&c.Ingress.ReadTimeout, 10*time.Second)
-	durDef(&c.Ingress.WriteTimeout, 10*time.Second)
-	durDef(&c.Ingress.IdleTimeout, 120*time.Second)
+	durDef(&c.Ingress.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	durDef(&c.Ingress.ReadTimeout, DefaultReadTimeout)
+	durDef(&c.Ingress.WriteTimeout, DefaultWriteTimeout)
+	durDef(&c.Ingress.IdleTimeout, DefaultIdleTimeout)
 	def(&c.Scheduler.Listen, DefaultSchedulerListen)
-	durDef(&c.Scheduler.ReconcileInterval, 5*time.Second)
-	durDef(&c.Scheduler.LeaseTTL, 30*time.Second)
+	durDef(&c.Scheduler.ReconcileInterval, DefaultReconcileInterval)
+	durDef(&c.Scheduler.LeaseTTL, DefaultLeaseTTL)
 	if c.Scheduler.CreateRetries == 0 {
-		c.Scheduler.CreateRetries = 5
+		c.Scheduler.CreateRetries = DefaultCreateRetries
 	}
-	durDef(&c.Scheduler.CreateRetryBackoff, 10*time.Second)
-	durDef(&c.Scheduler.JobRetention, 72*time.Hour)
+	durDef(&c.Scheduler.CreateRetryBackoff, DefaultCreateRetryBackoff)
+	durDef(&c.Scheduler.JobRetention, DefaultJobRetention)
 	def(&c.Provisioner.Listen, DefaultProvisionerListen)
 	if c.Provisioner.Concurrency == 0 {
 		c.Provisioner.Concurrency = DefaultConcurrency
 	}
 	durDef(&c.Provisioner.CallTimeout, DefaultCallTimeout)
+	// Derived after call_timeout: a command is never reclaimed from a
+	// provisioner that may still be working on it.
+	durDef(&c.Streams.ReclaimMinIdle, c.Provisioner.CallTimeout+ReclaimMargin)
 	for i := range c.RunnerGroups {
 		g := &c.RunnerGroups[i]
 		if g.RepositoryAccess.AllowsPublicRepositories == nil {
 			t := true
 			g.RepositoryAccess.AllowsPublicRepositories = &t
 		}
-		if g.Backend.Type == "docker" && g.Backend.Docker != nil {
+		if g.Backend.Type == BackendDocker {
+			if g.Backend.Docker == nil {
+				g.Backend.Docker = &DockerSpec{}
+			}
 			def(&g.Backend.Docker.Image, DefaultDockerImage)
-			durDef(&g.Backend.Docker.StopTimeout, 10*time.Second)
+			durDef(&g.Backend.Docker.StopTimeout, DefaultDockerStopTimeout)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/kelseyhightower/envconfig"
@@ -39,9 +40,11 @@ type Secrets struct {
 	RedisURL      Secret `envconfig:"REDIS_URL"`
 	RedisPassword Secret `envconfig:"REDIS_PASSWORD"`
 	GitHubToken   Secret `envconfig:"GITHUB_TOKEN"`
-	GitHubAppID   int64  `envconfig:"GITHUB_APP_ID"`
+	// GitHubAppID and GitHubAppInstallationID are read by LoadSecrets itself
+	// (ignored by envconfig) so that a variable set but empty means unset.
+	GitHubAppID int64 `envconfig:"GITHUB_APP_ID" ignored:"true"`
 	// GitHubAppInstallationID of the App's installation in the organization.
-	GitHubAppInstallationID int64  `envconfig:"GITHUB_APP_INSTALLATION_ID"`
+	GitHubAppInstallationID int64  `envconfig:"GITHUB_APP_INSTALLATION_ID" ignored:"true"`
 	GitHubAppPrivateKey     Secret `envconfig:"GITHUB_APP_PRIVATE_KEY"`
 	// GitHubAppPrivateKeyFile is read into GitHubAppPrivateKey when that is empty.
 	GitHubAppPrivateKeyFile string `envconfig:"GITHUB_APP_PRIVATE_KEY_FILE"`
@@ -58,20 +61,44 @@ func (s Secrets) HasApp() bool {
 }
 
 // LoadSecrets reads the RM_ environment. A private key file is read here; its
-// content never appears in an error.
+// content never appears in an error. A variable that cannot be used (a
+// number that does not parse, an unreadable key file) is returned as a
+// Problems naming the variable, never showing a value.
 func LoadSecrets() (Secrets, error) {
 	var s Secrets
 	if err := envconfig.Process("RM", &s); err != nil {
-		// envconfig's errors name the variable and the value it could not
-		// parse; only numeric fields can fail, so no secret leaks here.
-		return s, fmt.Errorf("environment: %w", err)
+		// Every field envconfig handles is a string: this is not expected.
+		return s, fmt.Errorf("read environment: %w", err)
+	}
+	var ps Problems
+	for _, id := range []struct {
+		name string
+		dst  *int64
+	}{
+		{"RM_GITHUB_APP_ID", &s.GitHubAppID},
+		{"RM_GITHUB_APP_INSTALLATION_ID", &s.GitHubAppInstallationID},
+	} {
+		v := strings.TrimSpace(os.Getenv(id.name))
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			ps = append(ps, Problem{Path: id.name, Message: "not an integer"})
+			continue
+		}
+		*id.dst = n
 	}
 	if !s.GitHubAppPrivateKey.IsSet() && s.GitHubAppPrivateKeyFile != "" {
 		b, err := os.ReadFile(s.GitHubAppPrivateKeyFile)
 		if err != nil {
-			return s, fmt.Errorf("RM_GITHUB_APP_PRIVATE_KEY_FILE: %w", err)
+			ps = append(ps, Problem{Path: "RM_GITHUB_APP_PRIVATE_KEY_FILE", Message: err.Error()})
+		} else {
+			s.GitHubAppPrivateKey = Secret(strings.TrimSpace(string(b)))
 		}
-		s.GitHubAppPrivateKey = Secret(strings.TrimSpace(string(b)))
+	}
+	if len(ps) > 0 {
+		return s, ps
 	}
 	return s, nil
 }
