@@ -74,6 +74,8 @@ func Build(ctx context.Context, repoRoot, dir string) error {
 		"ingress":            "./services/ingress/cmd/ingress",
 		"scheduler":          "./services/scheduler/cmd/scheduler",
 		"provisioner-docker": "./services/provisioner/cmd/provisioner-docker",
+		"provisioner-aws":    "./services/provisioner/cmd/provisioner-aws",
+		"provisioner-gcp":    "./services/provisioner/cmd/provisioner-gcp",
 		"fakegithub":         "./e2e/cmd/fakegithub",
 		"fake-runner":        "./e2e/cmd/fake-runner",
 	}
