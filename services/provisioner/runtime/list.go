@@ -1,0 +1,85 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/runner-manager/runner-manager/libs/backend"
+	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
+	"github.com/runner-manager/runner-manager/libs/stream"
+)
+
+func (r *Runtime) handleList(ctx context.Context, m stream.Message, cmd *rmv1.ProvisionCommand, l *rmv1.ListInstances) error {
+	res := &rmv1.ProvisionResult{CommandId: cmd.GetCommandId(), BackendType: r.opts.Type}
+	work, cancel := context.WithTimeout(ctx, r.budget)
+	defer cancel()
+	inv, err := r.list(work, l)
+	if err != nil {
+		return r.settle(ctx, m, res, opList, err, nil)
+	}
+	res.Outcome = &rmv1.ProvisionResult_Inventory{Inventory: inv}
+	if err := r.publish(ctx, res); err != nil {
+		return err
+	}
+	r.log.Info("instances listed", "entry", m.ID, "command_id", res.CommandId,
+		"instances", len(inv.Instances), "deliveries", m.Deliveries)
+	r.metrics.command(opList, outcomeListed)
+	return nil
+}
+
+// list lists the instances of every backend the specifications name. It is
+// all or nothing: a partial inventory would make present instances look
+// vanished. Two specifications on the same backend list it twice; the
+// instances are merged by name.
+func (r *Runtime) list(ctx context.Context, l *rmv1.ListInstances) (*rmv1.Inventory, error) {
+	takenAt := r.opts.Now()
+	specs := l.GetInstanceSpecs()
+	if len(specs) == 0 {
+		specs = [][]byte{nil}
+	}
+	seen := map[string]bool{}
+	inv := &rmv1.Inventory{TakenAt: timestamppb.New(takenAt)}
+	for _, spec := range uniqueSpecs(specs) {
+		b, err := r.backendFor(spec)
+		if err != nil {
+			return nil, fmt.Errorf("list instances: %w", err)
+		}
+		list, err := callBackend(ctx, r, opList, b.List)
+		if err != nil {
+			return nil, fmt.Errorf("list instances: %w", err)
+		}
+		for _, i := range list {
+			if seen[i.Name] {
+				continue
+			}
+			seen[i.Name] = true
+			inv.Instances = append(inv.Instances, instanceProto(i))
+		}
+	}
+	slices.SortFunc(inv.Instances, func(a, b *rmv1.Instance) int { return strings.Compare(a.Name, b.Name) })
+	return inv, nil
+}
+
+func uniqueSpecs(specs [][]byte) [][]byte {
+	seen := map[string]bool{}
+	var out [][]byte
+	for _, s := range specs {
+		if !seen[string(s)] {
+			seen[string(s)] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func instanceProto(i backend.Instance) *rmv1.Instance {
+	p := &rmv1.Instance{Name: i.Name, InstanceId: i.ID, Group: i.Group, State: i.State}
+	if !i.CreatedAt.IsZero() {
+		p.CreatedAt = timestamppb.New(i.CreatedAt)
+	}
+	return p
+}
