@@ -38,6 +38,21 @@ func (k Keys) GroupRunners(group string) string { return k.p + ":group:" + group
 // GroupDemand is the set of job ids waiting for a runner of the group.
 func (k Keys) GroupDemand(group string) string { return k.p + ":group:" + group + ":demand" }
 
+// GroupFree is the sorted set of a group's runners that can still take a job
+// (pending, started, idle), scored by creation time in milliseconds.
+func (k Keys) GroupFree(group string) string { return k.p + ":group:" + group + ":free" }
+
+// GroupBackoff, while it exists, holds back the top-ups of a group after a
+// create failed for good (no hot loop on a permanent failure).
+func (k Keys) GroupBackoff(group string) string { return k.p + ":group:" + group + ":backoff" }
+
+// Retry is the sorted set of commands to emit again ("create:<runner>",
+// "delete:<runner>"), scored by the time they are due in milliseconds.
+func (k Keys) Retry() string { return k.p + ":retry" }
+
+// GitHubGroup holds the GitHub runner group id of a configured group.
+func (k Keys) GitHubGroup(group string) string { return k.p + ":ghgroup:" + group }
+
 // Job is a job's last known status.
 func (k Keys) Job(id int64) string { return k.p + ":job:" + strconv.FormatInt(id, 10) }
 
