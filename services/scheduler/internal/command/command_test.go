@@ -1,0 +1,80 @@
+package command_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/runner-manager/runner-manager/libs/config"
+	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
+)
+
+type ids map[string]int64
+
+func (m ids) GitHubGroupID(_ context.Context, g string) (int64, error) { return m[g], nil }
+
+func testConfig() *config.Config {
+	cfg := &config.Config{Name: "rm", RunnerGroups: []config.RunnerGroup{{
+		Name: "pool", Organization: "acme", Repository: "app", MinRunners: 0, MaxRunners: 2,
+		Labels:  []string{"linux"},
+		Backend: config.Backend{Type: "docker", Docker: &config.DockerSpec{Image: "runner:test"}},
+	}}}
+	cfg.SetDefaults()
+	return cfg
+}
+
+func decode(t *testing.T, c state.Command) *rmv1.ProvisionCommand {
+	t.Helper()
+	var pc rmv1.ProvisionCommand
+	require.NoError(t, proto.Unmarshal(c.Data, &pc))
+	require.Equal(t, c.ID, pc.GetCommandId())
+	require.NotNil(t, pc.GetIssuedAt())
+	return &pc
+}
+
+func TestCommands(t *testing.T) {
+	cfg := testConfig()
+	b := command.New(cfg, ids{"pool": 5})
+	ctx := context.Background()
+	g, ok := command.Group(cfg, "pool")
+	require.True(t, ok)
+	require.Equal(t, state.Group{Name: "pool", Backend: "docker", MinRunners: 0, MaxRunners: 2}, g)
+	_, ok = command.Group(cfg, "gone")
+	require.False(t, ok)
+
+	cands, err := b.Creates(ctx, g, 9, 2)
+	require.NoError(t, err)
+	require.Len(t, cands, 2)
+	require.NotEqual(t, cands[0].Name, cands[1].Name)
+	require.NotEqual(t, cands[0].Create.ID, cands[1].Create.ID)
+	spec := decode(t, cands[0].Create).GetCreate().GetSpec()
+	require.Equal(t, cands[0].Name, spec.GetName())
+	require.Equal(t, "app", spec.GetRepository())
+	require.EqualValues(t, 5, spec.GetRunnerGroupId())
+	require.EqualValues(t, 9, spec.GetJobId())
+
+	r := state.Runner{Name: cands[0].Name, Group: "pool", Backend: "docker", ForJob: 9, InstanceID: "c1", GitHubRunnerID: 3}
+	retry, err := b.Retry(ctx, r, 3)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, decode(t, retry).GetCreate().GetAttempt())
+
+	del, err := b.Delete(ctx, r, state.ReasonAdmin)
+	require.NoError(t, err)
+	d := decode(t, del).GetDelete()
+	require.Equal(t, "c1", d.GetInstanceId())
+	require.EqualValues(t, 3, d.GetGithubRunnerId())
+	require.Equal(t, "acme", d.GetOrganization())
+	require.Equal(t, "app", d.GetRepository())
+	require.NotEmpty(t, d.GetInstanceSpec())
+
+	// A group removed from the configuration still gets its runners deleted.
+	del, err = b.Delete(ctx, state.Runner{Name: "rm-old-x", Group: "old", Backend: "aws"}, state.ReasonTimeToLive)
+	require.NoError(t, err)
+	require.Equal(t, "aws", decode(t, del).GetDelete().GetBackendType())
+	_, err = b.Creates(ctx, state.Group{Name: "old", MaxRunners: 1}, 0, 1)
+	require.Error(t, err)
+}

@@ -1,0 +1,359 @@
+// Package dispatch turns the scheduler's input streams into state changes:
+// workflow_job events ({P}:events) and provision results ({P}:results). Each
+// handler is idempotent (every entry may be delivered twice) and makes each
+// decision in one script of the state package.
+package dispatch
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runner-manager/runner-manager/libs/config"
+	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
+	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
+)
+
+// MaxRetryBackoff caps the backoff between create or delete retries.
+const MaxRetryBackoff = 10 * time.Minute
+
+// maxUnmatchedSets bounds the label sets remembered for the unmatched log.
+const maxUnmatchedSets = 1024
+
+// RetryBackoff is base doubled for every attempt after the first, capped at
+// MaxRetryBackoff.
+func RetryBackoff(base time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < MaxRetryBackoff; i++ {
+		d *= 2
+	}
+	return min(d, MaxRetryBackoff)
+}
+
+// Handlers handle the entries of {P}:events and {P}:results.
+type Handlers struct {
+	cfg   *config.Config
+	store *state.Store
+	log   *slog.Logger
+	m     *metrics.Metrics
+	now   func() time.Time
+
+	mu        sync.Mutex
+	unmatched map[string]struct{}
+}
+
+// New returns the handlers; m may be nil (metrics not recorded elsewhere).
+func New(cfg *config.Config, store *state.Store, log *slog.Logger, m *metrics.Metrics) *Handlers {
+	if m == nil {
+		m = metrics.New(nil)
+	}
+	return &Handlers{cfg: cfg, store: store, log: log, m: m, now: store.Now, unmatched: map[string]struct{}{}}
+}
+
+// group resolves the runner group of an event: by its labels, else (for
+// in_progress and completed of a job that no longer matches, after a
+// configuration change) by the runner it names.
+func (h *Handlers) group(ctx context.Context, ev *rmv1.WorkflowJobEvent) (state.Group, bool, error) {
+	if g := h.cfg.MatchGroup(ev.GetOwner(), ev.GetRepository(), ev.GetLabels()); g != nil {
+		sg, _ := command.Group(h.cfg, g.Name)
+		return sg, true, nil
+	}
+	if ev.GetAction() == "queued" || ev.GetRunnerName() == "" {
+		return state.Group{}, false, nil
+	}
+	r, ok, err := h.store.Runner(ctx, ev.GetRunnerName())
+	if err != nil || !ok {
+		return state.Group{}, false, err
+	}
+	sg, _ := command.Group(h.cfg, r.Group)
+	return sg, true, nil
+}
+
+// Event handles one entry of {P}:events.
+func (h *Handlers) Event(ctx context.Context, msg stream.Message) error {
+	if msg.Type != stream.TypeWorkflowJob {
+		h.log.Warn("ignoring entry of unknown type", "stream", msg.Stream, "id", msg.ID, "type", msg.Type)
+		return nil
+	}
+	var ev rmv1.WorkflowJobEvent
+	if err := msg.Unmarshal(&ev); err != nil {
+		return err
+	}
+	action := ev.GetAction()
+	if ev.GetJobId() == 0 {
+		h.log.Warn("ignoring workflow_job event without job id", "stream", msg.Stream, "id", msg.ID, "action", action)
+		h.m.Events.WithLabelValues(action, "invalid").Inc()
+		return nil
+	}
+	switch action {
+	case "queued", "in_progress", "completed":
+	default: // waiting, or anything newer: nothing to do
+		h.m.Events.WithLabelValues(action, "ignored").Inc()
+		return nil
+	}
+	g, ok, err := h.group(ctx, &ev)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if action == "queued" {
+			h.noteUnmatched(&ev)
+		}
+		h.m.Events.WithLabelValues(action, "unmatched").Inc()
+		return nil
+	}
+	log := h.log.With("job_id", ev.GetJobId(), "action", action, "group", g.Name, "delivery", ev.GetDeliveryId())
+	switch action {
+	case "queued":
+		return h.queued(ctx, log, g, &ev)
+	case "in_progress":
+		return h.inProgress(ctx, log, g, &ev)
+	default:
+		return h.completed(ctx, log, g, &ev)
+	}
+}
+
+func outcome(applied bool) string {
+	if applied {
+		return "applied"
+	}
+	return "ignored"
+}
+
+func (h *Handlers) queued(ctx context.Context, log *slog.Logger, g state.Group, ev *rmv1.WorkflowJobEvent) error {
+	queuedAt := h.now()
+	if ts := ev.GetCreatedAt(); ts != nil && ts.IsValid() && !ts.AsTime().IsZero() {
+		queuedAt = ts.AsTime()
+	}
+	out, err := h.store.Queued(ctx, g, ev.GetJobId(), queuedAt)
+	h.created(g, out.Reserved, "queued")
+	if err != nil {
+		return err
+	}
+	h.m.Events.WithLabelValues("queued", outcome(!out.Known)).Inc()
+	if len(out.Reserved) > 0 {
+		h.m.QueuedToCreate.WithLabelValues(g.Name).Observe(max(0, h.now().Sub(queuedAt).Seconds()))
+		log.Info("job queued: runners reserved", "runners", out.Reserved)
+	} else if out.Known {
+		log.Debug("job already known: queued event ignored")
+	} else {
+		log.Info("job queued: waiting for capacity")
+	}
+	return nil
+}
+
+func (h *Handlers) inProgress(ctx context.Context, log *slog.Logger, g state.Group, ev *rmv1.WorkflowJobEvent) error {
+	at := h.now()
+	if ts := ev.GetStartedAt(); ts != nil && ts.IsValid() && !ts.AsTime().IsZero() {
+		at = ts.AsTime()
+	}
+	out, err := h.store.InProgress(ctx, g, state.JobUpdate{JobID: ev.GetJobId(), RunnerName: ev.GetRunnerName(), At: at})
+	h.created(g, out.Reserved, "top_up")
+	if err != nil {
+		return err
+	}
+	h.m.Events.WithLabelValues("in_progress", outcome(out.Applied)).Inc()
+	if !out.Applied {
+		log.Debug("job already further: in_progress ignored")
+		return nil
+	}
+	queuedAt := out.QueuedAt
+	if queuedAt.IsZero() {
+		if ts := ev.GetCreatedAt(); ts != nil && ts.IsValid() {
+			queuedAt = ts.AsTime()
+		}
+	}
+	if !queuedAt.IsZero() && !queuedAt.Before(time.Unix(1, 0)) {
+		h.m.JobWait.WithLabelValues(g.Name).Observe(max(0, at.Sub(queuedAt).Seconds()))
+	}
+	log.Info("job in progress", "runner", ev.GetRunnerName(), "ours", out.Ours)
+	if out.Ours {
+		// GitHub may give a job to a runner of another group whose labels
+		// are a superset: that group lost a free runner, top it up too.
+		if r, ok, err := h.store.Runner(ctx, ev.GetRunnerName()); err == nil && ok && r.Group != g.Name {
+			if rg, configured := command.Group(h.cfg, r.Group); configured {
+				res, err := h.store.TopUp(ctx, rg)
+				h.created(rg, res.Reserved, "top_up")
+				if err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (h *Handlers) completed(ctx context.Context, log *slog.Logger, g state.Group, ev *rmv1.WorkflowJobEvent) error {
+	at := h.now()
+	if ts := ev.GetCompletedAt(); ts != nil && ts.IsValid() && !ts.AsTime().IsZero() {
+		at = ts.AsTime()
+	}
+	out, err := h.store.Completed(ctx, g, state.JobUpdate{JobID: ev.GetJobId(), RunnerName: ev.GetRunnerName(), At: at})
+	h.created(g, out.Reserved, "top_up")
+	if err != nil {
+		return err
+	}
+	h.m.Events.WithLabelValues("completed", outcome(out.Applied)).Inc()
+	if out.Deleting != "" {
+		h.m.Commands.WithLabelValues("delete", state.ReasonJobCompleted).Inc()
+		log.Info("job completed: runner deleting", "runner", out.Deleting, "conclusion", ev.GetConclusion())
+	} else if out.Applied {
+		log.Info("job completed", "runner", ev.GetRunnerName(), "conclusion", ev.GetConclusion())
+	}
+	return nil
+}
+
+// created counts the create commands emitted by a top-up.
+func (h *Handlers) created(g state.Group, names []string, reason string) {
+	if len(names) > 0 {
+		h.m.Commands.WithLabelValues("create", reason).Add(float64(len(names)))
+	}
+}
+
+// noteUnmatched counts a queued job no group serves, and logs each distinct
+// label set once (per process, up to maxUnmatchedSets sets, then again).
+func (h *Handlers) noteUnmatched(ev *rmv1.WorkflowJobEvent) {
+	h.m.UnmatchedJobs.Inc()
+	labels := make([]string, len(ev.GetLabels()))
+	for i, l := range ev.GetLabels() {
+		labels[i] = strings.ToLower(l)
+	}
+	slices.Sort(labels)
+	key := strings.ToLower(ev.GetOwner()) + "/" + strings.ToLower(ev.GetRepository()) + ":" + strings.Join(labels, ",")
+	h.mu.Lock()
+	_, seen := h.unmatched[key]
+	if !seen {
+		if len(h.unmatched) >= maxUnmatchedSets {
+			clear(h.unmatched)
+		}
+		h.unmatched[key] = struct{}{}
+	}
+	h.mu.Unlock()
+	if !seen {
+		h.log.Warn("no runner group matches the job's labels; jobs with these labels are ignored",
+			"owner", ev.GetOwner(), "repository", ev.GetRepository(), "labels", labels, "job_id", ev.GetJobId())
+	}
+}
+
+// Result handles one entry of {P}:results.
+func (h *Handlers) Result(ctx context.Context, msg stream.Message) error {
+	if msg.Type != stream.TypeResult {
+		h.log.Warn("ignoring entry of unknown type", "stream", msg.Stream, "id", msg.ID, "type", msg.Type)
+		return nil
+	}
+	var res rmv1.ProvisionResult
+	if err := msg.Unmarshal(&res); err != nil {
+		return err
+	}
+	name := res.GetRunnerName()
+	log := h.log.With("runner", name, "group", res.GetGroup(), "command_id", res.GetCommandId())
+	g, _ := command.Group(h.cfg, res.GetGroup())
+	switch o := res.GetOutcome().(type) {
+	case *rmv1.ProvisionResult_Created:
+		out, err := h.store.Created(ctx, state.Runner{
+			Name: name, Group: res.GetGroup(), Backend: res.GetBackendType(),
+			InstanceID: o.Created.GetInstanceId(), GitHubRunnerID: o.Created.GetGithubRunnerId(),
+		})
+		if err != nil {
+			return err
+		}
+		switch out {
+		case state.CreatedOrphan:
+			h.m.Commands.WithLabelValues("delete", state.ReasonLateCreate).Inc()
+			log.Warn("created a runner that has no record: deleting it", "instance_id", o.Created.GetInstanceId())
+		case state.CreatedWhileDeleting:
+			h.m.Commands.WithLabelValues("delete", "deleting").Inc()
+			log.Info("created a runner being deleted: delete emitted again")
+		default:
+			log.Info("runner started", "instance_id", o.Created.GetInstanceId())
+		}
+		h.m.Results.WithLabelValues("created").Inc()
+	case *rmv1.ProvisionResult_Deleted:
+		out, err := h.store.Deleted(ctx, g, name)
+		h.created(g, out.Reserved, "replace")
+		if err != nil {
+			return err
+		}
+		h.m.Results.WithLabelValues("deleted").Inc()
+		log.Info("runner deleted", "had_record", out.Removed, "reserved", out.Reserved)
+	case *rmv1.ProvisionResult_Failed:
+		return h.failed(ctx, log, g, &res, o.Failed)
+	case *rmv1.ProvisionResult_Inventory:
+		// Inventories are for the health checks, which list on their own.
+		h.m.Results.WithLabelValues("inventory").Inc()
+	default:
+		log.Warn("result without outcome ignored")
+	}
+	return nil
+}
+
+func (h *Handlers) failed(ctx context.Context, log *slog.Logger, g state.Group, res *rmv1.ProvisionResult, f *rmv1.Failed) error {
+	name := res.GetRunnerName()
+	r, ok, err := h.store.Runner(ctx, name)
+	if err != nil {
+		return err
+	}
+	op := f.GetOperation()
+	if op == "" && ok { // older provisioners: infer from the state
+		op = "create"
+		if r.State == state.Deleting {
+			op = "delete"
+		}
+	}
+	log = log.With("operation", op, "class", f.GetClass().String(), "reason", f.GetReason(), "dead_lettered", f.GetDeadLettered())
+	base := h.cfg.Scheduler.CreateRetryBackoff
+	switch op {
+	case "create":
+		h.m.Results.WithLabelValues("failed_create").Inc()
+		if !ok {
+			log.Info("create failed for a runner without record: nothing to release")
+			return nil
+		}
+		attempt := int(res.GetAttempt())
+		if attempt == 0 {
+			attempt = r.Attempt
+		}
+		retryable := f.GetClass() == rmv1.FailureClass_FAILURE_CLASS_RETRYABLE || f.GetClass() == rmv1.FailureClass_FAILURE_CLASS_CAPACITY
+		var retryAt time.Time
+		if retryable && !f.GetDeadLettered() && attempt < h.cfg.Scheduler.CreateRetries {
+			retryAt = h.now().Add(RetryBackoff(base, attempt))
+		}
+		out, err := h.store.CreateFailed(ctx, name, attempt, retryAt, RetryBackoff(base, attempt))
+		if err != nil {
+			return err
+		}
+		switch out {
+		case state.FailureRetrying:
+			h.m.CreateRetries.WithLabelValues(g.Name).Inc()
+			log.Warn("create failed: retrying", "attempt", attempt, "retry_at", retryAt)
+		case state.FailureReleased:
+			log.Error("create failed for good: reservation released, the demand waits", "attempt", attempt)
+		default:
+			log.Debug("stale create failure ignored", "attempt", attempt, "state", r.State)
+		}
+	case "delete":
+		h.m.Results.WithLabelValues("failed_delete").Inc()
+		at := h.now().Add(RetryBackoff(base, 1))
+		scheduled, err := h.store.DeleteFailed(ctx, name, at)
+		if err != nil {
+			return err
+		}
+		if scheduled {
+			log.Warn("delete failed: retrying", "retry_at", at)
+		} else {
+			// No record (a late create's delete): the orphan check of the
+			// health checks deletes the instance by its ownership label.
+			log.Warn("delete failed for a runner without record: left to the orphan check")
+		}
+	default:
+		h.m.Results.WithLabelValues("failed_unknown").Inc()
+		log.Warn("failure of an unknown operation ignored")
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+// Package metrics holds the scheduler's Prometheus metrics.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the scheduler. Labels never carry a secret: only group names,
+// states, command types and outcomes.
+type Metrics struct {
+	// Runners per group and state, refreshed from Redis by the reconcile loop.
+	Runners *prometheus.GaugeVec
+	// Demand per group: queued jobs without a runner yet.
+	Demand *prometheus.GaugeVec
+	// QueuedToCreate: from a job's queued time to the create command its event emitted.
+	QueuedToCreate *prometheus.HistogramVec
+	// JobWait: from a job's queued time to its in_progress event.
+	JobWait *prometheus.HistogramVec
+	// Commands emitted, by type (create, delete) and reason.
+	Commands *prometheus.CounterVec
+	// Results handled, by outcome (created, deleted, failed_create, failed_delete, ...).
+	Results *prometheus.CounterVec
+	// CreateRetries scheduled, by group.
+	CreateRetries *prometheus.CounterVec
+	// Events handled, by action and outcome (applied, ignored).
+	Events *prometheus.CounterVec
+	// UnmatchedJobs: queued jobs that match no runner group.
+	UnmatchedJobs prometheus.Counter
+}
+
+var waitBuckets = []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600}
+
+// New creates the metrics and registers them with reg (nil: not registered).
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Runners: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "runner_manager_scheduler_runners",
+			Help: "Runners per group and state.",
+		}, []string{"group", "state"}),
+		Demand: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "runner_manager_scheduler_demand",
+			Help: "Queued jobs of a group that have no runner yet.",
+		}, []string{"group"}),
+		QueuedToCreate: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "runner_manager_scheduler_queued_to_create_seconds",
+			Help:    "Time from a job's queued time to the create command its queued event emitted.",
+			Buckets: waitBuckets,
+		}, []string{"group"}),
+		JobWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "runner_manager_scheduler_job_wait_seconds",
+			Help:    "Time from a job's queued time to its in_progress event.",
+			Buckets: waitBuckets,
+		}, []string{"group"}),
+		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_scheduler_commands_total",
+			Help: "Provision commands emitted, by type and reason.",
+		}, []string{"type", "reason"}),
+		Results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_scheduler_results_total",
+			Help: "Provision results handled, by outcome.",
+		}, []string{"outcome"}),
+		CreateRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_scheduler_create_retries_total",
+			Help: "Create retries scheduled after a failed create, by group.",
+		}, []string{"group"}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_scheduler_events_total",
+			Help: "workflow_job events handled, by action and outcome.",
+		}, []string{"action", "outcome"}),
+		UnmatchedJobs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runner_manager_scheduler_unmatched_jobs_total",
+			Help: "Queued jobs whose labels match no runner group.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Runners, m.Demand, m.QueuedToCreate, m.JobWait, m.Commands,
+			m.Results, m.CreateRetries, m.Events, m.UnmatchedJobs)
+	}
+	return m
+}

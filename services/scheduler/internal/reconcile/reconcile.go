@@ -1,0 +1,208 @@
+// Package reconcile is the scheduler's cheap loop, run every
+// scheduler.reconcile_interval by one replica at a time (lease
+// {P}:lease:reconcile): it emits due retries, tops every group up to
+// min_runners and its demand, scales down idle runners above what the group
+// wants (after GitHub confirms they are not busy), and refreshes the gauges.
+// It reads GitHub only when a group has surplus free runners: one list per
+// scope and pass, never one call per runner. The expensive health checks of
+// DESIGN §7 live elsewhere, on the same state package.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/runner-manager/runner-manager/libs/config"
+	"github.com/runner-manager/runner-manager/libs/github"
+	"github.com/runner-manager/runner-manager/libs/lease"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
+)
+
+// LeaseTask names the loop's lease: {P}:lease:reconcile.
+const LeaseTask = "reconcile"
+
+// maxRetriesPerPass bounds the retries emitted by one pass.
+const maxRetriesPerPass = 500
+
+// RunnerLister lists the runners registered at GitHub in a scope
+// (*github.Client implements it).
+type RunnerLister interface {
+	ListRunners(ctx context.Context, scope github.Scope) ([]github.Runner, error)
+}
+
+// Loop is the reconcile loop.
+type Loop struct {
+	cfg   *config.Config
+	store *state.Store
+	gh    RunnerLister
+	m     *metrics.Metrics
+	log   *slog.Logger
+}
+
+// New returns the loop. gh may be nil: no scale-down then (nothing is deleted
+// without GitHub's word that it is not busy).
+func New(cfg *config.Config, store *state.Store, gh RunnerLister, m *metrics.Metrics, log *slog.Logger) *Loop {
+	if m == nil {
+		m = metrics.New(nil)
+	}
+	return &Loop{cfg: cfg, store: store, gh: gh, m: m, log: log}
+}
+
+// Run runs the loop under the lease until ctx is cancelled. owner must be
+// unique per replica.
+func (l *Loop) Run(ctx context.Context, owner string) error {
+	le := lease.New(l.store.Redis(), l.store.Keys().Lease(LeaseTask), owner, l.cfg.Scheduler.LeaseTTL)
+	le.Logger = l.log
+	return le.Run(ctx, l.cfg.Scheduler.ReconcileInterval, l.Once)
+}
+
+// Once runs one pass. Every step goes on after an error in another group or
+// runner; the errors are returned joined.
+func (l *Loop) Once(ctx context.Context) error {
+	var errs []error
+	if err := l.retries(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	lists := map[github.Scope][]github.Runner{}
+	for i := range l.cfg.RunnerGroups {
+		cg := &l.cfg.RunnerGroups[i]
+		g, _ := command.Group(l.cfg, cg.Name)
+		res, err := l.store.TopUp(ctx, g)
+		if n := len(res.Reserved); n > 0 {
+			l.m.Commands.WithLabelValues("create", "top_up").Add(float64(n))
+			l.log.Info("group topped up", "group", g.Name, "runners", res.Reserved)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if err := l.scaleDown(ctx, cg, g, lists); err != nil {
+			errs = append(errs, err)
+		}
+		if err := l.gauges(ctx, g.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// retries emits the due create and delete retries.
+func (l *Loop) retries(ctx context.Context) error {
+	due, err := l.store.DueRetries(ctx, l.store.Now(), maxRetriesPerPass)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range due {
+		var ok bool
+		var err error
+		switch r.Kind {
+		case state.RetryCreateKind:
+			ok, err = l.store.RetryCreate(ctx, r.Runner)
+		case state.RetryDeleteKind:
+			ok, err = l.store.RetryDelete(ctx, r.Runner)
+		default:
+			err = l.store.Redis().ZRem(ctx, l.store.Keys().Retry(), string(r.Kind)+":"+r.Runner).Err()
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			l.m.Commands.WithLabelValues(string(r.Kind), "retry").Inc()
+			l.log.Info("command emitted again", "kind", r.Kind, "runner", r.Runner)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Scope returns the GitHub scope of a group's runners.
+func Scope(g *config.RunnerGroup) github.Scope {
+	if g.Repository != "" {
+		return github.RepoScope(g.Organization, g.Repository)
+	}
+	return github.OrgScope(g.Organization)
+}
+
+// scaleDown marks started runners idle when GitHub shows them online and not
+// busy, then deletes idle runners above min_runners + demand that GitHub
+// confirms are not busy (compare-and-set idle -> deleting: a runner that took
+// a job meanwhile is left alone).
+func (l *Loop) scaleDown(ctx context.Context, cg *config.RunnerGroup, g state.Group, lists map[github.Scope][]github.Runner) error {
+	if l.gh == nil {
+		return nil
+	}
+	st, err := l.store.GroupStatus(ctx, g.Name)
+	if err != nil {
+		return err
+	}
+	surplus := st.Free - (int64(g.MinRunners) + st.Demand)
+	if surplus <= 0 || st.ByState[state.Started]+st.ByState[state.Idle] == 0 {
+		return nil
+	}
+	scope := Scope(cg)
+	list, ok := lists[scope]
+	if !ok {
+		if list, err = l.gh.ListRunners(ctx, scope); err != nil {
+			return fmt.Errorf("scale down group %s: %w", g.Name, err)
+		}
+		lists[scope] = list
+	}
+	byName := make(map[string]github.Runner, len(list))
+	for _, r := range list {
+		byName[r.Name] = r
+	}
+	runners, err := l.store.Runners(ctx, g.Name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range runners {
+		gr, known := byName[r.Name]
+		online := known && gr.Status == github.RunnerOnline && !gr.Busy
+		if r.State == state.Started && online {
+			moved, err := l.store.MarkIdle(ctx, r.Name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if moved {
+				r.State = state.Idle
+			}
+		}
+		if surplus <= 0 || r.State != state.Idle || !known || gr.Busy {
+			continue
+		}
+		if _, err := l.store.RequestDelete(ctx, r.Name, []state.State{state.Idle}, state.ReasonScaleDown); err != nil {
+			if !errors.Is(err, state.ErrState) && !errors.Is(err, state.ErrNotFound) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		surplus--
+		l.m.Commands.WithLabelValues("delete", state.ReasonScaleDown).Inc()
+		l.log.Info("idle runner above the group's need: deleting", "group", g.Name, "runner", r.Name)
+	}
+	return errors.Join(errs...)
+}
+
+// gauges refreshes the runner and demand gauges of a group.
+func (l *Loop) gauges(ctx context.Context, group string) error {
+	st, err := l.store.GroupStatus(ctx, group)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	for s, n := range st.ByState {
+		l.m.Runners.WithLabelValues(group, string(s)).Set(float64(n))
+	}
+	l.m.Demand.WithLabelValues(group).Set(float64(st.Demand))
+	return nil
+}

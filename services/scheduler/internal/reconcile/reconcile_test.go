@@ -1,0 +1,232 @@
+package reconcile_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/runner-manager/runner-manager/libs/config"
+	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
+	"github.com/runner-manager/runner-manager/libs/github"
+	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/reconcile"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
+)
+
+type fakeGitHub struct {
+	mu      sync.Mutex
+	runners map[string]github.Runner
+	calls   map[github.Scope]int
+}
+
+func (f *fakeGitHub) ListRunners(_ context.Context, scope github.Scope) ([]github.Runner, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[scope]++
+	out := make([]github.Runner, 0, len(f.runners))
+	for _, r := range f.runners {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (f *fakeGitHub) set(name, status string, busy bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runners[name] = github.Runner{Name: name, Status: status, Busy: busy}
+}
+
+func (f *fakeGitHub) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		n += c
+	}
+	return n
+}
+
+type bundle struct {
+	rdb   *redis.Client
+	cfg   *config.Config
+	keys  keys.Keys
+	store *state.Store
+	gh    *fakeGitHub
+	m     *metrics.Metrics
+	loop  *reconcile.Loop
+	now   time.Time
+}
+
+func setup(t *testing.T, minRunners, maxRunners int) *bundle {
+	t.Helper()
+	cfg := &config.Config{
+		Name: redistest.NewName("rc"),
+		RunnerGroups: []config.RunnerGroup{{
+			Name: "pool", Organization: "acme", MinRunners: minRunners, MaxRunners: maxRunners,
+			Labels:  []string{"linux"},
+			Backend: config.Backend{Type: "docker", Docker: &config.DockerSpec{Image: "runner:test"}},
+		}},
+	}
+	cfg.SetDefaults()
+	b := &bundle{rdb: redistest.Client(t), cfg: cfg, keys: keys.New(cfg.Name), now: time.UnixMilli(1_800_000_000_000),
+		gh: &fakeGitHub{runners: map[string]github.Runner{}, calls: map[github.Scope]int{}}, m: metrics.New(nil)}
+	builder := command.New(cfg, nil)
+	b.store = state.New(b.rdb, b.keys, state.Options{Commands: builder, Now: func() time.Time { return b.now }})
+	b.loop = reconcile.New(cfg, b.store, b.gh, b.m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return b
+}
+
+func (b *bundle) group() state.Group {
+	g, _ := command.Group(b.cfg, "pool")
+	return g
+}
+
+func (b *bundle) commands(t *testing.T) []*rmv1.ProvisionCommand {
+	t.Helper()
+	msgs, err := b.rdb.XRange(context.Background(), b.keys.Provision("docker"), "-", "+").Result()
+	require.NoError(t, err)
+	out := make([]*rmv1.ProvisionCommand, 0, len(msgs))
+	for _, m := range msgs {
+		var c rmv1.ProvisionCommand
+		require.NoError(t, proto.Unmarshal([]byte(m.Values["data"].(string)), &c))
+		out = append(out, &c)
+	}
+	return out
+}
+
+func (b *bundle) state(t *testing.T, name string) state.State {
+	t.Helper()
+	r, ok, err := b.store.Runner(context.Background(), name)
+	require.NoError(t, err)
+	require.True(t, ok)
+	return r.State
+}
+
+func TestTopUpAndScaleDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1, 3)
+	ctx := context.Background()
+
+	// min_runners: one runner, without asking GitHub.
+	require.NoError(t, b.loop.Once(ctx))
+	require.Len(t, b.commands(t), 1)
+	require.Zero(t, b.gh.callCount())
+	require.NoError(t, b.loop.Once(ctx))
+	require.Len(t, b.commands(t), 1, "a second pass reserves nothing more")
+
+	// A job queued, then cancelled while queued: one runner too many.
+	q, err := b.store.Queued(ctx, b.group(), 1, b.now)
+	require.NoError(t, err)
+	require.Len(t, q.Reserved, 1)
+	_, err = b.store.Completed(ctx, b.group(), state.JobUpdate{JobID: 1})
+	require.NoError(t, err)
+	cmds := b.commands(t)
+	minRunner, extra := cmds[0].GetCreate().GetSpec().GetName(), q.Reserved[0]
+
+	// Still pending: nothing registered at GitHub yet, so no call.
+	require.NoError(t, b.loop.Once(ctx))
+	require.Zero(t, b.gh.callCount())
+
+	for _, n := range []string{minRunner, extra} {
+		_, err := b.store.Created(ctx, state.Runner{Name: n, Group: "pool", Backend: "docker"})
+		require.NoError(t, err)
+	}
+	// GitHub: the min runner is busy (its in_progress is late), the extra one idle.
+	b.gh.set(minRunner, github.RunnerOnline, true)
+	b.gh.set(extra, github.RunnerOnline, false)
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 1, b.gh.callCount(), "one list per scope and pass")
+	require.Equal(t, state.Started, b.state(t, minRunner), "a runner busy at GitHub is left alone")
+	require.Equal(t, state.Deleting, b.state(t, extra))
+	cmds = b.commands(t)
+	require.Len(t, cmds, 3)
+	require.Equal(t, extra, cmds[2].GetDelete().GetName())
+	require.Equal(t, state.ReasonScaleDown, cmds[2].GetDelete().GetReason())
+
+	// No surplus any more: GitHub is not asked again.
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 1, b.gh.callCount())
+
+	// Gauges follow Redis.
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Runners.WithLabelValues("pool", "started")))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Runners.WithLabelValues("pool", "deleting")))
+	require.Equal(t, 0.0, testutil.ToFloat64(b.m.Demand.WithLabelValues("pool")))
+}
+
+func TestIdleRunnersAreMarkedAndOnlyIdleOnesDeleted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, 3)
+	ctx := context.Background()
+	q, err := b.store.Queued(ctx, b.group(), 1, b.now)
+	require.NoError(t, err)
+	name := q.Reserved[0]
+	_, err = b.store.Created(ctx, state.Runner{Name: name, Group: "pool", Backend: "docker"})
+	require.NoError(t, err)
+	// Offline at GitHub: not marked idle, not deleted even though surplus.
+	_, err = b.store.Completed(ctx, b.group(), state.JobUpdate{JobID: 1})
+	require.NoError(t, err)
+	b.gh.set(name, github.RunnerOffline, false)
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, state.Started, b.state(t, name))
+	// Online and idle: marked idle and deleted in the same pass.
+	b.gh.set(name, github.RunnerOnline, false)
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, state.Deleting, b.state(t, name))
+}
+
+func TestDueRetriesAreEmitted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, 3)
+	ctx := context.Background()
+	q, err := b.store.Queued(ctx, b.group(), 1, b.now)
+	require.NoError(t, err)
+	name := q.Reserved[0]
+	out, err := b.store.CreateFailed(ctx, name, 1, b.now.Add(time.Minute), 0)
+	require.NoError(t, err)
+	require.Equal(t, state.FailureRetrying, out)
+
+	require.NoError(t, b.loop.Once(ctx))
+	require.Len(t, b.commands(t), 1, "not due yet")
+	b.now = b.now.Add(time.Minute)
+	require.NoError(t, b.loop.Once(ctx))
+	cmds := b.commands(t)
+	require.Len(t, cmds, 2)
+	require.EqualValues(t, 2, cmds[1].GetCreate().GetAttempt())
+	require.Equal(t, name, cmds[1].GetCreate().GetSpec().GetName())
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Commands.WithLabelValues("create", "retry")))
+}
+
+// Two replicas run the loop; the lease lets one at a time do it, and the
+// group is topped up exactly to min_runners.
+func TestRunUnderLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2, 3)
+	b.cfg.Scheduler.ReconcileInterval = 20 * time.Millisecond
+	b.cfg.Scheduler.LeaseTTL = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, owner := range []string{"a", "b"} {
+		wg.Go(func() {
+			if err := b.loop.Run(ctx, owner); err != nil {
+				t.Errorf("loop of %s: %v", owner, err)
+			}
+		})
+	}
+	require.Eventually(t, func() bool {
+		return b.rdb.ZCard(ctx, b.keys.GroupRunners("pool")).Val() == 2 && b.rdb.Exists(ctx, b.keys.Lease(reconcile.LeaseTask)).Val() == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	wg.Wait()
+	require.Len(t, b.commands(t), 2)
+}

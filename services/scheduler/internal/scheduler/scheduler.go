@@ -1,0 +1,108 @@
+// Package scheduler wires the scheduler's parts together: the state store,
+// the event and result consumers, the reconcile loop and the admin API.
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/runner-manager/runner-manager/libs/github"
+	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/service"
+	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/api"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/dispatch"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/reconcile"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
+)
+
+// Concurrency is the number of entries of each input stream one replica
+// handles at once; every decision is one Lua script, so they never race.
+const Concurrency = 8
+
+// Run runs the scheduler until ctx is cancelled.
+func Run(ctx context.Context, app *service.App) error {
+	cfg, log := app.Config, app.Log
+	m := metrics.New(app.Metrics)
+	builder := command.New(cfg, nil)
+	store := state.New(app.Redis, app.Keys, state.Options{
+		Commands:     builder,
+		MaxLen:       cfg.Streams.MaxLen,
+		JobRetention: cfg.Scheduler.JobRetention,
+	})
+	builder.SetGroupIDs(store)
+	h := dispatch.New(cfg, store, log, m)
+
+	name := stream.DefaultConsumerName()
+	sm := stream.NewMetrics(app.Metrics)
+	consumer := func(streamKey string, handler stream.Handler) *stream.Consumer {
+		return stream.NewConsumer(app.Redis, stream.ConsumerConfig{
+			Stream:        streamKey,
+			Group:         keys.GroupScheduler,
+			Consumer:      name,
+			Concurrency:   Concurrency,
+			MinIdle:       cfg.Streams.ReclaimMinIdle,
+			MaxDeliveries: cfg.Streams.MaxDeliveries,
+			DLQ:           app.Keys.DLQ(),
+			MaxLen:        cfg.Streams.MaxLen,
+			Logger:        log,
+			Metrics:       sm,
+		}, handler)
+	}
+	events := consumer(app.Keys.Events(), h.Event)
+	results := consumer(app.Keys.Results(), h.Result)
+	app.AddReadiness("events consumer group", events.Ready)
+	app.AddReadiness("results consumer group", results.Ready)
+
+	var lister reconcile.RunnerLister
+	opts := github.FromConfig(cfg)
+	opts.Registerer, opts.Logger = app.Metrics, log
+	if gh, err := github.New(opts); err != nil {
+		log.Warn("no GitHub client: idle runners above the need are not scaled down", "error", err)
+	} else {
+		lister = gh
+	}
+	loop := reconcile.New(cfg, store, lister, m, log)
+
+	if !cfg.Secrets.APIToken.IsSet() {
+		log.Warn("RM_API_TOKEN is not set: the admin API refuses every request")
+	}
+	api.New(cfg, store, log).Register(app.HTTP)
+
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	owner := name + "-" + hex.EncodeToString(suffix[:])
+
+	// A part that fails stops the others: the process exits and restarts
+	// rather than running half a scheduler.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	run := func(what string, fn func(context.Context) error) {
+		wg.Go(func() {
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", what, err)
+				cancel()
+			}
+		})
+	}
+	run("events consumer", events.Run)
+	run("results consumer", results.Run)
+	run("reconcile loop", func(ctx context.Context) error { return loop.Run(ctx, owner) })
+	wg.Wait()
+	close(errs)
+	return errors.Join(func() []error {
+		var out []error
+		for err := range errs {
+			out = append(out, err)
+		}
+		return out
+	}()...)
+}

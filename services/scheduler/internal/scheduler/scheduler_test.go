@@ -1,0 +1,72 @@
+package scheduler_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/runner-manager/runner-manager/libs/config"
+	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
+	"github.com/runner-manager/runner-manager/libs/service"
+	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/scheduler"
+)
+
+// The wired scheduler: ready once both consumer groups exist, turns a queued
+// event into a create command, serves the admin API, stops on cancel.
+func TestRunWiresEverything(t *testing.T) {
+	rdb := redistest.Client(t)
+	cfg := &config.Config{
+		Name: redistest.NewName("sched"),
+		RunnerGroups: []config.RunnerGroup{{
+			Name: "pool", Organization: "acme", MinRunners: 1, MaxRunners: 3, Labels: []string{"linux"},
+			Backend: config.Backend{Type: "docker", Docker: &config.DockerSpec{Image: "runner:test"}},
+		}},
+	}
+	cfg.SetDefaults()
+	cfg.Scheduler.ReconcileInterval = 50 * time.Millisecond
+	cfg.Secrets.APIToken = "tok"
+	app := service.NewApp("scheduler", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), rdb)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- scheduler.Run(ctx, app) }()
+
+	get := func(path, auth string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		app.HTTP.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	require.Eventually(t, func() bool { return get("/readyz", "") == http.StatusOK }, 20*time.Second, 20*time.Millisecond)
+
+	_, err := app.Publisher.Publish(ctx, app.Keys.Events(), stream.TypeWorkflowJob, &rmv1.WorkflowJobEvent{
+		Action: "queued", JobId: 1, Labels: []string{"linux"}, Owner: "acme", Repository: "app",
+	})
+	require.NoError(t, err)
+	// min_runners 1 (reconcile loop) + the job's runner (events consumer).
+	require.Eventually(t, func() bool {
+		return rdb.XLen(ctx, app.Keys.Provision("docker")).Val() == 2
+	}, 20*time.Second, 20*time.Millisecond)
+
+	require.Equal(t, http.StatusUnauthorized, get("/api/v1/groups", ""))
+	require.Equal(t, http.StatusOK, get("/api/v1/groups", "Bearer tok"))
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return after cancel")
+	}
+}

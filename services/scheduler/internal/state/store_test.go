@@ -1,0 +1,657 @@
+package state_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
+)
+
+// fakeCommands encodes commands as readable strings: "create <name> <attempt>",
+// "delete <name> <reason>".
+type fakeCommands struct{ n atomic.Int64 }
+
+func (f *fakeCommands) Creates(_ context.Context, g state.Group, forJob int64, n int) ([]state.Candidate, error) {
+	out := make([]state.Candidate, n)
+	for i := range out {
+		name := fmt.Sprintf("rm-%s-%06d", g.Name, f.n.Add(1))
+		out[i] = state.Candidate{Name: name, ForJob: forJob, Create: state.Command{Data: []byte("create " + name + " 1")}}
+	}
+	return out, nil
+}
+
+func (f *fakeCommands) Retry(_ context.Context, r state.Runner, attempt int) (state.Command, error) {
+	return state.Command{Data: fmt.Appendf(nil, "create %s %d", r.Name, attempt)}, nil
+}
+
+func (f *fakeCommands) Delete(_ context.Context, r state.Runner, reason string) (state.Command, error) {
+	return state.Command{Data: []byte("delete " + r.Name + " " + reason)}, nil
+}
+
+type bundle struct {
+	rdb   *redis.Client
+	keys  keys.Keys
+	store *state.Store
+	now   time.Time
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	b := &bundle{rdb: redistest.Client(t), keys: keys.New(redistest.NewName("st")), now: time.UnixMilli(1_700_000_000_000)}
+	b.store = state.New(b.rdb, b.keys, state.Options{Commands: &fakeCommands{}, Now: func() time.Time { return b.now }})
+	return b
+}
+
+// commands returns the data of every command on the docker stream.
+func (b *bundle) commands(t *testing.T) []string {
+	t.Helper()
+	msgs, err := b.rdb.XRange(context.Background(), b.keys.Provision("docker"), "-", "+").Result()
+	require.NoError(t, err)
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		require.Equal(t, "command", m.Values["type"])
+		out = append(out, m.Values["data"].(string))
+	}
+	return out
+}
+
+func (b *bundle) card(t *testing.T, key string) int64 {
+	t.Helper()
+	n, err := b.rdb.ZCard(context.Background(), key).Result()
+	require.NoError(t, err)
+	return n
+}
+
+func (b *bundle) runner(t *testing.T, name string) state.Runner {
+	t.Helper()
+	r, ok, err := b.store.Runner(context.Background(), name)
+	require.NoError(t, err)
+	require.True(t, ok, "runner %s has no record", name)
+	return r
+}
+
+var small = state.Group{Name: "small", Backend: "docker", MinRunners: 0, MaxRunners: 3}
+
+func TestTransitionsTable(t *testing.T) {
+	require.True(t, state.Pending.CanMove(state.Started))
+	require.True(t, state.Idle.CanMove(state.Deleting))
+	require.False(t, state.Busy.CanMove(state.Idle))
+	require.False(t, state.Deleting.CanMove(state.Pending))
+	for _, s := range state.States() {
+		require.True(t, s.Valid())
+		require.False(t, s.CanMove(s), "%s -> %s", s, s)
+	}
+	require.False(t, state.State("creating").Valid())
+}
+
+func TestQueuedReservesOnceAndKeysMatchLibsKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+
+	out, err := b.store.Queued(ctx, small, 42, b.now)
+	require.NoError(t, err)
+	require.False(t, out.Known)
+	require.Len(t, out.Reserved, 1)
+	name := out.Reserved[0]
+
+	// The Lua key names are those of libs/keys.
+	require.EqualValues(t, 1, b.card(t, b.keys.GroupRunners("small")))
+	require.EqualValues(t, 1, b.card(t, b.keys.GroupFree("small")))
+	require.EqualValues(t, 1, b.card(t, b.keys.GroupDemand("small")))
+	require.EqualValues(t, 2, b.rdb.Exists(ctx, b.keys.Job(42), b.keys.Runner(name)).Val())
+
+	r := b.runner(t, name)
+	require.Equal(t, state.Pending, r.State)
+	require.Equal(t, "small", r.Group)
+	require.Equal(t, "docker", r.Backend)
+	require.EqualValues(t, 42, r.ForJob)
+	require.Equal(t, 1, r.Attempt)
+	require.Equal(t, b.now, r.CreatedAt)
+	j, ok, err := b.store.Job(ctx, 42)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, state.JobQueued, j.Status)
+	require.Equal(t, []string{"create " + name + " 1"}, b.commands(t))
+
+	// A duplicate queued changes nothing.
+	out, err = b.store.Queued(ctx, small, 42, b.now)
+	require.NoError(t, err)
+	require.True(t, out.Known)
+	require.Empty(t, out.Reserved)
+	require.EqualValues(t, 1, b.card(t, b.keys.GroupRunners("small")))
+	require.Len(t, b.commands(t), 1)
+}
+
+func TestCapacityRule(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	g := state.Group{Name: "g", Backend: "docker", MinRunners: 2, MaxRunners: 5}
+
+	// min_runners alone, with a batch of 1 so that the method has to top up again.
+	b.store = state.New(b.rdb, b.keys, state.Options{Commands: &fakeCommands{}, Batch: 1, Now: func() time.Time { return b.now }})
+	res, err := b.store.TopUp(ctx, g)
+	require.NoError(t, err)
+	require.Len(t, res.Reserved, 2)
+	res, err = b.store.TopUp(ctx, g)
+	require.NoError(t, err)
+	require.Empty(t, res.Reserved)
+
+	// Each queued job adds one runner, up to max_runners.
+	for job := int64(1); job <= 6; job++ {
+		_, err := b.store.Queued(ctx, g, job, b.now)
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 5, b.card(t, b.keys.GroupRunners("g")))
+	require.EqualValues(t, 6, b.card(t, b.keys.GroupDemand("g")))
+	require.Len(t, b.commands(t), 5)
+
+	// A group in backoff waits.
+	require.NoError(t, b.rdb.Set(ctx, b.keys.GroupBackoff("h"), "1", time.Minute).Err())
+	out, err := b.store.Queued(ctx, state.Group{Name: "h", Backend: "docker", MaxRunners: 5}, 100, b.now)
+	require.NoError(t, err)
+	require.Empty(t, out.Reserved)
+	require.EqualValues(t, 1, b.card(t, b.keys.GroupDemand("h")))
+
+	// A group no longer configured (MaxRunners 0) never reserves.
+	out, err = b.store.Queued(ctx, state.Group{Name: "gone"}, 101, b.now)
+	require.NoError(t, err)
+	require.Empty(t, out.Reserved)
+}
+
+// A script that cannot emit its command writes nothing: a scheduler killed
+// between reserving and emitting cannot exist, and a failing XADD leaves no
+// reservation behind.
+func TestReservationAndCommandAreAllOrNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	require.NoError(t, b.rdb.Set(ctx, b.keys.Provision("docker"), "not a stream", 0).Err())
+
+	_, err := b.store.Queued(ctx, small, 7, b.now)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "WRONGTYPE")
+	n, err := b.rdb.Exists(ctx, b.keys.Job(7), b.keys.GroupDemand("small"), b.keys.GroupRunners("small"), b.keys.GroupFree("small")).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "a failed script left state behind")
+	keys, err := b.rdb.Keys(ctx, b.keys.Prefix()+":runner:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys)
+
+	// Once the stream can be written, the same event reserves normally.
+	require.NoError(t, b.rdb.Del(ctx, b.keys.Provision("docker")).Err())
+	out, err := b.store.Queued(ctx, small, 7, b.now)
+	require.NoError(t, err)
+	require.Len(t, out.Reserved, 1)
+	require.Len(t, b.commands(t), 1)
+}
+
+func TestJobLifecycleAndOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("in order", func(t *testing.T) {
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 1, b.now.Add(-time.Minute))
+		require.NoError(t, err)
+		name := q.Reserved[0]
+		ip, err := b.store.InProgress(ctx, small, state.JobUpdate{JobID: 1, RunnerName: name})
+		require.NoError(t, err)
+		require.True(t, ip.Applied)
+		require.True(t, ip.Ours)
+		require.Equal(t, b.now.Add(-time.Minute), ip.QueuedAt)
+		require.Empty(t, ip.Reserved)
+		r := b.runner(t, name)
+		require.Equal(t, state.Busy, r.State)
+		require.EqualValues(t, 1, r.JobID)
+		require.Zero(t, b.card(t, b.keys.GroupFree("small")))
+		require.Zero(t, b.card(t, b.keys.GroupDemand("small")))
+
+		c, err := b.store.Completed(ctx, small, state.JobUpdate{JobID: 1, RunnerName: name})
+		require.NoError(t, err)
+		require.True(t, c.Applied)
+		require.Equal(t, name, c.Deleting)
+		require.Equal(t, state.Deleting, b.runner(t, name).State)
+		require.Equal(t, []string{"create " + name + " 1", "delete " + name + " job_completed"}, b.commands(t))
+		ttl := b.rdb.PTTL(ctx, b.keys.Job(1)).Val()
+		require.Greater(t, ttl, 71*time.Hour)
+		// Still counted against the limit until deleted.
+		require.EqualValues(t, 1, b.card(t, b.keys.GroupRunners("small")))
+
+		d, err := b.store.Deleted(ctx, small, name)
+		require.NoError(t, err)
+		require.True(t, d.Removed)
+		require.Empty(t, d.Reserved)
+		require.Zero(t, b.card(t, b.keys.GroupRunners("small")))
+		_, ok, err := b.store.Runner(ctx, name)
+		require.NoError(t, err)
+		require.False(t, ok)
+	})
+
+	t.Run("completed before in_progress", func(t *testing.T) {
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 2, b.now)
+		require.NoError(t, err)
+		name := q.Reserved[0]
+		c, err := b.store.Completed(ctx, small, state.JobUpdate{JobID: 2, RunnerName: name})
+		require.NoError(t, err)
+		require.True(t, c.Applied)
+		ip, err := b.store.InProgress(ctx, small, state.JobUpdate{JobID: 2, RunnerName: name})
+		require.NoError(t, err)
+		require.False(t, ip.Applied, "a late in_progress moved a completed job back")
+		require.Equal(t, state.Deleting, b.runner(t, name).State)
+		j, _, _ := b.store.Job(ctx, 2)
+		require.Equal(t, state.JobCompleted, j.Status)
+		// A repeated completed emits no second delete.
+		c, err = b.store.Completed(ctx, small, state.JobUpdate{JobID: 2, RunnerName: name})
+		require.NoError(t, err)
+		require.False(t, c.Applied)
+		require.Len(t, b.commands(t), 2)
+	})
+
+	t.Run("in_progress before queued", func(t *testing.T) {
+		b := setup(t)
+		ip, err := b.store.InProgress(ctx, small, state.JobUpdate{JobID: 3, RunnerName: "someone-else"})
+		require.NoError(t, err)
+		require.True(t, ip.Applied)
+		require.False(t, ip.Ours)
+		q, err := b.store.Queued(ctx, small, 3, b.now)
+		require.NoError(t, err)
+		require.True(t, q.Known)
+		require.Empty(t, q.Reserved)
+		require.Zero(t, b.card(t, b.keys.GroupDemand("small")))
+		require.Empty(t, b.commands(t))
+	})
+
+	t.Run("cancelled while queued", func(t *testing.T) {
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 4, b.now)
+		require.NoError(t, err)
+		c, err := b.store.Completed(ctx, small, state.JobUpdate{JobID: 4})
+		require.NoError(t, err)
+		require.True(t, c.Applied)
+		require.Empty(t, c.Deleting)
+		require.Zero(t, b.card(t, b.keys.GroupDemand("small")))
+		// The surplus runner stays free, for the reconcile loop to scale down.
+		require.Equal(t, state.Pending, b.runner(t, q.Reserved[0]).State)
+	})
+
+	t.Run("dropped completed", func(t *testing.T) {
+		// What remains for the health checks when the completed event is lost:
+		// the job in_progress (with a bounded TTL), the runner busy and counted.
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 5, b.now)
+		require.NoError(t, err)
+		name := q.Reserved[0]
+		_, err = b.store.InProgress(ctx, small, state.JobUpdate{JobID: 5, RunnerName: name})
+		require.NoError(t, err)
+		j, ok, err := b.store.Job(ctx, 5)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, state.JobInProgress, j.Status)
+		require.Equal(t, name, j.RunnerName)
+		ttl := b.rdb.PTTL(ctx, b.keys.Job(5)).Val()
+		require.Greater(t, ttl, 6*24*time.Hour)
+		r := b.runner(t, name)
+		require.Equal(t, state.Busy, r.State)
+		require.EqualValues(t, 5, r.JobID)
+		require.Equal(t, b.now, r.StateSince)
+		st, err := b.store.GroupStatus(ctx, "small")
+		require.NoError(t, err)
+		require.EqualValues(t, 1, st.Total)
+		require.EqualValues(t, 1, st.ByState[state.Busy])
+		require.Zero(t, st.Free)
+		require.Zero(t, st.Demand)
+	})
+
+	t.Run("runner takes a job nobody asked for", func(t *testing.T) {
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 6, b.now)
+		require.NoError(t, err)
+		// Its runner runs job 60, whose queued event was lost: job 6 still
+		// waits, so the group is topped up in the same script.
+		ip, err := b.store.InProgress(ctx, small, state.JobUpdate{JobID: 60, RunnerName: q.Reserved[0]})
+		require.NoError(t, err)
+		require.Len(t, ip.Reserved, 1)
+		require.EqualValues(t, 2, b.card(t, b.keys.GroupRunners("small")))
+		require.EqualValues(t, 1, b.card(t, b.keys.GroupFree("small")))
+	})
+}
+
+func TestResults(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("created", func(t *testing.T) {
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 1, b.now)
+		require.NoError(t, err)
+		name := q.Reserved[0]
+		out, err := b.store.Created(ctx, state.Runner{Name: name, Group: "small", Backend: "docker", InstanceID: "i-1", GitHubRunnerID: 77})
+		require.NoError(t, err)
+		require.Equal(t, state.CreatedRecorded, out)
+		r := b.runner(t, name)
+		require.Equal(t, state.Started, r.State)
+		require.Equal(t, "i-1", r.InstanceID)
+		require.EqualValues(t, 77, r.GitHubRunnerID)
+		// A duplicate created changes nothing.
+		out, err = b.store.Created(ctx, state.Runner{Name: name, Group: "small", Backend: "docker", InstanceID: "i-1"})
+		require.NoError(t, err)
+		require.Equal(t, state.CreatedRecorded, out)
+		require.Equal(t, state.Started, b.runner(t, name).State)
+		require.Len(t, b.commands(t), 1)
+	})
+
+	t.Run("created without record is deleted", func(t *testing.T) {
+		b := setup(t)
+		out, err := b.store.Created(ctx, state.Runner{Name: "rm-small-lost", Group: "small", Backend: "docker", InstanceID: "i-9"})
+		require.NoError(t, err)
+		require.Equal(t, state.CreatedOrphan, out)
+		require.Equal(t, []string{"delete rm-small-lost created_without_record"}, b.commands(t))
+	})
+
+	t.Run("created while deleting emits the delete again", func(t *testing.T) {
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 1, b.now)
+		require.NoError(t, err)
+		name := q.Reserved[0]
+		_, err = b.store.RequestDelete(ctx, name, []state.State{state.Pending}, state.ReasonAdmin)
+		require.NoError(t, err)
+		out, err := b.store.Created(ctx, state.Runner{Name: name, Group: "small", Backend: "docker", InstanceID: "i-2"})
+		require.NoError(t, err)
+		require.Equal(t, state.CreatedWhileDeleting, out)
+		cmds := b.commands(t)
+		require.Len(t, cmds, 3)
+		require.True(t, strings.HasPrefix(cmds[2], "delete "+name))
+		require.Equal(t, "i-2", b.runner(t, name).InstanceID)
+	})
+
+	t.Run("deleted tops up", func(t *testing.T) {
+		b := setup(t)
+		g := state.Group{Name: "one", Backend: "docker", MaxRunners: 1}
+		q, err := b.store.Queued(ctx, g, 1, b.now)
+		require.NoError(t, err)
+		q2, err := b.store.Queued(ctx, g, 2, b.now)
+		require.NoError(t, err)
+		require.Empty(t, q2.Reserved, "max_runners 1")
+		_, err = b.store.InProgress(ctx, g, state.JobUpdate{JobID: 1, RunnerName: q.Reserved[0]})
+		require.NoError(t, err)
+		_, err = b.store.Completed(ctx, g, state.JobUpdate{JobID: 1, RunnerName: q.Reserved[0]})
+		require.NoError(t, err)
+		d, err := b.store.Deleted(ctx, g, q.Reserved[0])
+		require.NoError(t, err)
+		require.True(t, d.Removed)
+		require.Len(t, d.Reserved, 1, "job 2 gets the freed capacity")
+		// A duplicate deleted neither removes nor reserves.
+		d, err = b.store.Deleted(ctx, g, q.Reserved[0])
+		require.NoError(t, err)
+		require.False(t, d.Removed)
+		require.Empty(t, d.Reserved)
+		require.EqualValues(t, 1, b.card(t, b.keys.GroupRunners("one")))
+	})
+
+	t.Run("failed create retries then releases", func(t *testing.T) {
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 1, b.now)
+		require.NoError(t, err)
+		name := q.Reserved[0]
+
+		out, err := b.store.CreateFailed(ctx, name, 1, b.now.Add(10*time.Second), 0)
+		require.NoError(t, err)
+		require.Equal(t, state.FailureRetrying, out)
+		// A stale failure (older attempt) is ignored.
+		out, err = b.store.CreateFailed(ctx, name, 0, time.Time{}, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, state.FailureIgnored, out)
+
+		due, err := b.store.DueRetries(ctx, b.now, 10)
+		require.NoError(t, err)
+		require.Empty(t, due, "not due yet")
+		due, err = b.store.DueRetries(ctx, b.now.Add(10*time.Second), 10)
+		require.NoError(t, err)
+		require.Equal(t, []state.Retry{{Kind: state.RetryCreateKind, Runner: name, Due: b.now.Add(10 * time.Second)}}, due)
+
+		ok, err := b.store.RetryCreate(ctx, name)
+		require.NoError(t, err)
+		require.True(t, ok)
+		ok, err = b.store.RetryCreate(ctx, name)
+		require.NoError(t, err)
+		require.False(t, ok, "a retry is emitted once")
+		require.Equal(t, 2, b.runner(t, name).Attempt)
+		require.Equal(t, []string{"create " + name + " 1", "create " + name + " 2"}, b.commands(t))
+
+		// Exhausted: released, demand kept, the group backs off.
+		out, err = b.store.CreateFailed(ctx, name, 2, time.Time{}, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, state.FailureReleased, out)
+		_, ok, err = b.store.Runner(ctx, name)
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.Zero(t, b.card(t, b.keys.GroupRunners("small")))
+		require.Zero(t, b.card(t, b.keys.GroupFree("small")))
+		require.EqualValues(t, 1, b.card(t, b.keys.GroupDemand("small")))
+		st, err := b.store.GroupStatus(ctx, "small")
+		require.NoError(t, err)
+		require.Positive(t, st.BackoffRemaining)
+		res, err := b.store.TopUp(ctx, small)
+		require.NoError(t, err)
+		require.Empty(t, res.Reserved, "top-up waits out the backoff")
+		require.NoError(t, b.rdb.Del(ctx, b.keys.GroupBackoff("small")).Err())
+		res, err = b.store.TopUp(ctx, small)
+		require.NoError(t, err)
+		require.Len(t, res.Reserved, 1)
+	})
+
+	t.Run("failed delete retries", func(t *testing.T) {
+		b := setup(t)
+		q, err := b.store.Queued(ctx, small, 1, b.now)
+		require.NoError(t, err)
+		name := q.Reserved[0]
+		ok, err := b.store.DeleteFailed(ctx, name, b.now)
+		require.NoError(t, err)
+		require.False(t, ok, "not deleting")
+		_, err = b.store.RequestDelete(ctx, name, []state.State{state.Pending}, state.ReasonAdmin)
+		require.NoError(t, err)
+		ok, err = b.store.DeleteFailed(ctx, name, b.now.Add(time.Second))
+		require.NoError(t, err)
+		require.True(t, ok)
+		due, err := b.store.DueRetries(ctx, b.now.Add(time.Second), 10)
+		require.NoError(t, err)
+		require.Equal(t, []state.Retry{{Kind: state.RetryDeleteKind, Runner: name, Due: b.now.Add(time.Second)}}, due)
+		ok, err = b.store.RetryDelete(ctx, name)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "delete "+name+" retry", b.commands(t)[2])
+		require.Equal(t, state.Deleting, b.runner(t, name).State)
+	})
+}
+
+func TestRequestDeleteIsCompareAndSet(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	q, err := b.store.Queued(ctx, small, 1, b.now)
+	require.NoError(t, err)
+	name := q.Reserved[0]
+	_, err = b.store.InProgress(ctx, small, state.JobUpdate{JobID: 1, RunnerName: name})
+	require.NoError(t, err)
+
+	prev, err := b.store.RequestDelete(ctx, name, []state.State{state.Idle}, state.ReasonScaleDown)
+	require.ErrorIs(t, err, state.ErrState)
+	require.Equal(t, state.Busy, prev)
+	require.Equal(t, state.Busy, b.runner(t, name).State, "a busy runner is never scaled down")
+
+	_, err = b.store.RequestDelete(ctx, "nobody", []state.State{state.Idle}, state.ReasonAdmin)
+	require.ErrorIs(t, err, state.ErrNotFound)
+
+	prev, err = b.store.RequestDelete(ctx, name, []state.State{state.Busy}, state.ReasonTimeToLive)
+	require.NoError(t, err)
+	require.Equal(t, state.Busy, prev)
+	_, err = b.store.RequestDelete(ctx, name, []state.State{state.Busy, state.Deleting}, state.ReasonAdmin)
+	require.ErrorIs(t, err, state.ErrState, "deleting cannot move to deleting")
+	require.Len(t, b.commands(t), 2)
+}
+
+func TestMarkIdle(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	res, err := b.store.TopUp(ctx, state.Group{Name: "m", Backend: "docker", MinRunners: 1, MaxRunners: 2})
+	require.NoError(t, err)
+	name := res.Reserved[0]
+	ok, err := b.store.MarkIdle(ctx, name)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, state.Idle, b.runner(t, name).State)
+	require.EqualValues(t, 1, b.card(t, b.keys.GroupFree("m")), "idle is free")
+	ok, err = b.store.MarkIdle(ctx, name)
+	require.NoError(t, err)
+	require.False(t, ok)
+}
+
+// Many concurrent scripts never push a group above max_runners, and every
+// queued job is recorded once.
+func TestConcurrentQueuedNeverExceedsMax(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	g := state.Group{Name: "burst", Backend: "docker", MinRunners: 1, MaxRunners: 4}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	cmds := &fakeCommands{}
+	for w := range 8 {
+		st := state.New(b.rdb, b.keys, state.Options{Commands: cmds})
+		wg.Go(func() {
+			for j := range 25 {
+				if _, err := st.Queued(ctx, g, int64(w*1000+j), time.Now()); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 4, b.card(t, b.keys.GroupRunners("burst")))
+	require.EqualValues(t, 200, b.card(t, b.keys.GroupDemand("burst")))
+	require.Len(t, b.commands(t), 4)
+}
+
+// Every script that emits checks its stream before writing anything: when
+// the XADD cannot happen, no state changes either.
+func TestEmittingScriptsWriteNothingWhenTheyCannotEmit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// prepare returns a runner in the wanted state, with a retry entry due.
+	prepare := func(t *testing.T, b *bundle, st state.State) string {
+		t.Helper()
+		q, err := b.store.Queued(ctx, small, 1, b.now)
+		require.NoError(t, err)
+		name := q.Reserved[0]
+		switch st {
+		case state.Busy:
+			_, err = b.store.InProgress(ctx, small, state.JobUpdate{JobID: 1, RunnerName: name})
+		case state.Deleting:
+			_, err = b.store.RequestDelete(ctx, name, []state.State{state.Pending}, state.ReasonAdmin)
+			if err == nil {
+				_, err = b.store.DeleteFailed(ctx, name, b.now)
+			}
+		case state.Pending:
+			_, err = b.store.CreateFailed(ctx, name, 1, b.now, 0)
+		}
+		require.NoError(t, err)
+		return name
+	}
+	for _, tc := range []struct {
+		name  string
+		state state.State
+		op    func(b *bundle, runner string) error
+	}{
+		{"completed", state.Busy, func(b *bundle, r string) error {
+			_, err := b.store.Completed(ctx, small, state.JobUpdate{JobID: 1, RunnerName: r})
+			return err
+		}},
+		{"deleted with top-up", state.Deleting, func(b *bundle, r string) error {
+			_, err := b.store.Deleted(ctx, small, r)
+			return err
+		}},
+		{"created without record", state.Busy, func(b *bundle, r string) error {
+			_, err := b.store.Created(ctx, state.Runner{Name: "lost", Group: "small", Backend: "docker"})
+			return err
+		}},
+		{"request delete", state.Busy, func(b *bundle, r string) error {
+			_, err := b.store.RequestDelete(ctx, r, []state.State{state.Busy}, state.ReasonAdmin)
+			return err
+		}},
+		{"retry create", state.Pending, func(b *bundle, r string) error {
+			_, err := b.store.RetryCreate(ctx, r)
+			return err
+		}},
+		{"retry delete", state.Deleting, func(b *bundle, r string) error {
+			_, err := b.store.RetryDelete(ctx, r)
+			return err
+		}},
+		{"top-up", state.Busy, func(b *bundle, r string) error {
+			_, err := b.store.TopUp(ctx, small)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			runner := prepare(t, b, tc.state)
+			snap := func() map[string]string {
+				out := map[string]string{}
+				keys, err := b.rdb.Keys(ctx, b.keys.Prefix()+":*").Result()
+				require.NoError(t, err)
+				for _, k := range keys {
+					if k == b.keys.Provision("docker") {
+						continue
+					}
+					d, err := b.rdb.Dump(ctx, k).Result()
+					require.NoError(t, err)
+					out[k] = d
+				}
+				return out
+			}
+			// Broken stream: the command cannot be appended.
+			require.NoError(t, b.rdb.Rename(ctx, b.keys.Provision("docker"), b.keys.Prefix()+":saved").Err())
+			require.NoError(t, b.rdb.Set(ctx, b.keys.Provision("docker"), "not a stream", 0).Err())
+			if tc.name == "top-up" {
+				// Make the group want one more runner than it has.
+				require.NoError(t, b.rdb.ZAdd(ctx, b.keys.GroupDemand("small"), redis.Z{Score: 1, Member: "99"}).Err())
+			}
+			before := snap()
+			err := tc.op(b, runner)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), "WRONGTYPE")
+			require.Equal(t, before, snap(), "state changed although the command was not emitted")
+		})
+	}
+}
+
+func TestKnownGroups(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for _, g := range []string{"b", "a"} {
+		_, err := b.store.TopUp(ctx, state.Group{Name: g, Backend: "docker", MinRunners: 1, MaxRunners: 1})
+		require.NoError(t, err)
+	}
+	groups, err := b.store.KnownGroups(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b"}, groups)
+}
