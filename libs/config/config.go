@@ -130,6 +130,10 @@ type Scheduler struct {
 	CreateRetryBackoff time.Duration `yaml:"create_retry_backoff"`
 	// JobRetention keeps a completed job's record this long (idempotency of late events).
 	JobRetention time.Duration `yaml:"job_retention"`
+	// ReclaimMinIdle is how long an event or result stays pending with a dead
+	// scheduler replica before another takes it over. Handlers are short Lua
+	// calls and live replicas refresh their entries, so it can be short.
+	ReclaimMinIdle time.Duration `yaml:"reclaim_min_idle"`
 }
 
 // Provisioner is the section shared by every provisioner-<type>.

@@ -24,6 +24,7 @@ const (
 	DefaultCreateRetries      = 5
 	DefaultCreateRetryBackoff = 10 * time.Second
 	DefaultJobRetention       = 72 * time.Hour
+	DefaultSchedulerMinIdle   = 30 * time.Second
 	DefaultDockerStopTimeout  = 10 * time.Second
 )
 
@@ -156,6 +157,7 @@ func (c *Config) SetDefaults() {
 	}
 	durDef(&c.Scheduler.CreateRetryBackoff, DefaultCreateRetryBackoff)
 	durDef(&c.Scheduler.JobRetention, DefaultJobRetention)
+	durDef(&c.Scheduler.ReclaimMinIdle, DefaultSchedulerMinIdle)
 	def(&c.Provisioner.Listen, DefaultProvisionerListen)
 	if c.Provisioner.Concurrency == 0 {
 		c.Provisioner.Concurrency = DefaultConcurrency

@@ -19,6 +19,7 @@ import (
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/dispatch"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/reconcile"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/recovery"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
 )
 
@@ -47,7 +48,7 @@ func Run(ctx context.Context, app *service.App) error {
 			Group:         keys.GroupScheduler,
 			Consumer:      name,
 			Concurrency:   Concurrency,
-			MinIdle:       cfg.Streams.ReclaimMinIdle,
+			MinIdle:       cfg.Scheduler.ReclaimMinIdle,
 			MaxDeliveries: cfg.Streams.MaxDeliveries,
 			DLQ:           app.Keys.DLQ(),
 			MaxLen:        cfg.Streams.MaxLen,
@@ -63,28 +64,43 @@ func Run(ctx context.Context, app *service.App) error {
 	var lister reconcile.RunnerLister
 	opts := github.FromConfig(cfg)
 	opts.Registerer, opts.Logger = app.Metrics, log
-	if gh, err := github.New(opts); err != nil {
+	gh, err := github.New(opts)
+	if err != nil {
 		log.Warn("no GitHub client: idle runners above the need are not scaled down", "error", err)
 	} else {
 		lister = gh
 	}
 	loop := reconcile.New(cfg, store, lister, m, log)
 
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	owner := name + "-" + hex.EncodeToString(suffix[:])
+
+	var rec *recovery.Recovery
+	if gh != nil {
+		src, err := recovery.SourceFromConfig(cfg, gh)
+		switch {
+		case err == nil:
+			rec = recovery.New(recovery.Options{Redis: app.Redis, Keys: app.Keys, Source: src, Owner: owner,
+				LeaseTTL: cfg.Scheduler.LeaseTTL, Registerer: app.Metrics, Logger: log})
+		case errors.Is(err, recovery.ErrNoSource):
+			log.Warn("missed-webhook recovery is off: it needs a GitHub App, or github.webhook_hook_id and github.webhook_organization with a token")
+		default:
+			return fmt.Errorf("missed-webhook recovery: %w", err)
+		}
+	}
+
 	if !cfg.Secrets.APIToken.IsSet() {
 		log.Warn("RM_API_TOKEN is not set: the admin API refuses every request")
 	}
 	api.New(cfg, store, log).Register(app.HTTP)
-
-	var suffix [4]byte
-	_, _ = rand.Read(suffix[:])
-	owner := name + "-" + hex.EncodeToString(suffix[:])
 
 	// A part that fails stops the others: the process exits and restarts
 	// rather than running half a scheduler.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	run := func(what string, fn func(context.Context) error) {
 		wg.Go(func() {
 			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -96,6 +112,9 @@ func Run(ctx context.Context, app *service.App) error {
 	run("events consumer", events.Run)
 	run("results consumer", results.Run)
 	run("reconcile loop", func(ctx context.Context) error { return loop.Run(ctx, owner) })
+	if rec != nil {
+		run("missed-webhook recovery", func(ctx context.Context) error { return rec.Run(ctx, recovery.DefaultInterval) })
+	}
 	wg.Wait()
 	close(errs)
 	return errors.Join(func() []error {
