@@ -1,0 +1,98 @@
+package gcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/runner-manager/runner-manager/libs/backend"
+	"github.com/runner-manager/runner-manager/libs/config"
+)
+
+// Factory returns the Backend of a group specification's JSON (the
+// instance_spec of the provisioning commands), building each one once: a
+// Backend holds Compute Engine clients. Its Backend method is a
+// runtime.BackendFactory. Safe for concurrent use.
+type Factory struct {
+	manager string
+	opts    []Option
+
+	mu       sync.Mutex
+	backends map[string]*Backend
+}
+
+// NewFactory returns a Factory for the manager name; opts apply to every Backend.
+func NewFactory(manager string, opts ...Option) *Factory {
+	return &Factory{manager: manager, opts: opts, backends: map[string]*Backend{}}
+}
+
+// Backend returns the Backend of instanceSpec, the JSON of a config.GCPSpec.
+// An empty instanceSpec (a list command of a manager without GCP groups)
+// gives a backend that lists nothing and refuses the rest. An invalid spec is
+// backend.ErrPermanent.
+func (f *Factory) Backend(instanceSpec []byte) (backend.Backend, error) {
+	if len(instanceSpec) == 0 {
+		return unconfigured{}, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b, ok := f.backends[string(instanceSpec)]; ok {
+		return b, nil
+	}
+	spec, err := config.DecodeGCPSpec(instanceSpec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, backend.ErrPermanent)
+	}
+	b, err := New(context.Background(), f.manager, *spec, f.opts...)
+	if err != nil {
+		return nil, err
+	}
+	f.backends[string(instanceSpec)] = b
+	return b, nil
+}
+
+// Close closes the clients of every Backend built.
+func (f *Factory) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for k, b := range f.backends {
+		errs = append(errs, b.Close())
+		delete(f.backends, k)
+	}
+	return errors.Join(errs...)
+}
+
+// unconfigured is the backend of no specification.
+type unconfigured struct{}
+
+func (unconfigured) Create(context.Context, backend.RunnerSpec) (backend.Instance, error) {
+	return backend.Instance{}, fmt.Errorf("create instance: no gcp instance specification: %w", backend.ErrPermanent)
+}
+
+func (unconfigured) Delete(context.Context, string) error {
+	return fmt.Errorf("delete instance: no gcp instance specification (project and zones unknown): %w", backend.ErrPermanent)
+}
+
+func (unconfigured) List(context.Context) ([]backend.Instance, error) { return nil, nil }
+
+// Preload builds the Backend of every gcp group of cfg, so that an invalid
+// specification (or missing credentials) stops the provisioner at start
+// rather than failing its commands.
+func Preload(f *Factory, cfg *config.Config) error {
+	for i := range cfg.RunnerGroups {
+		g := &cfg.RunnerGroups[i]
+		if g.Backend.Type != config.BackendGCP {
+			continue
+		}
+		js, err := g.InstanceSpecJSON()
+		if err != nil {
+			return err
+		}
+		if _, err := f.Backend(js); err != nil {
+			return fmt.Errorf("runner group %s: %w", g.Name, err)
+		}
+	}
+	return nil
+}
