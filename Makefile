@@ -21,7 +21,7 @@ BINARIES := \
 	fake-runner=./e2e/cmd/fake-runner \
 	loadgen=./e2e/cmd/loadgen \
 	localrun=./e2e/cmd/localrun \
-	rmctl=./e2e/cmd/rmctl
+	rmctl=./services/scheduler/cmd/rmctl
 
 .PHONY: help
 help: ## list the targets
