@@ -24,6 +24,8 @@ func NewRedis(cfg *config.Config) (redis.UniversalClient, error) {
 			DialTimeout:   5 * time.Second,
 			ReadTimeout:   5 * time.Second,
 			WriteTimeout:  5 * time.Second,
+			// See NewRedis below: deadlines of callers reach the socket.
+			ContextTimeoutEnabled: true,
 		}), nil
 	}
 	opt, err := redis.ParseURL(cfg.Redis.URL)
@@ -39,5 +41,8 @@ func NewRedis(cfg *config.Config) (redis.UniversalClient, error) {
 	// so that a dead Redis turns into a 503 and a retry, not a hang.
 	opt.ReadTimeout = 5 * time.Second
 	opt.WriteTimeout = 5 * time.Second
+	// Honour the caller's context deadline on the socket: the ingress bounds
+	// its publish to 2 s so that a Redis that hangs answers 503 in time.
+	opt.ContextTimeoutEnabled = true
 	return redis.NewClient(opt), nil
 }

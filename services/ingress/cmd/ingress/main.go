@@ -1,0 +1,75 @@
+// Command ingress receives GitHub's webhooks on POST /webhook, verifies them
+// and publishes each accepted workflow_job to the {P}:events stream.
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"time"
+
+	"github.com/runner-manager/runner-manager/libs/config"
+	"github.com/runner-manager/runner-manager/libs/service"
+	"github.com/runner-manager/runner-manager/services/ingress/internal/webhook"
+)
+
+func main() {
+	service.Main(service.Options{
+		Binary: "ingress",
+		Listen: func(c *config.Config) string { return c.Ingress.Listen },
+		Tune:   tune,
+	}, run)
+}
+
+// tune applies the ingress's HTTP timeouts to the server.
+func tune(c *config.Config, s *http.Server) {
+	set := func(dst *time.Duration, v time.Duration) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	set(&s.ReadHeaderTimeout, c.Ingress.ReadHeaderTimeout)
+	set(&s.ReadTimeout, c.Ingress.ReadTimeout)
+	set(&s.WriteTimeout, c.Ingress.WriteTimeout)
+	set(&s.IdleTimeout, c.Ingress.IdleTimeout)
+}
+
+func run(ctx context.Context, app *service.App) error {
+	h, err := webhook.NewHandler(webhook.Options{
+		Keys:    app.Keys,
+		Redis:   app.Redis,
+		Secrets: app.Config.Secrets,
+		MaxBody: app.Config.Ingress.MaxBodyBytes,
+		MaxLen:  app.Config.Streams.MaxLen,
+		Metrics: app.Metrics,
+		Logger:  app.Log,
+	})
+	if err != nil {
+		return err
+	}
+	app.HTTP.POST("/webhook", h.Echo())
+	if addr := os.Getenv("RM_INGRESS_PPROF_LISTEN"); addr != "" {
+		servePprof(ctx, app, addr)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// servePprof serves net/http/pprof on its own listener (never on the public
+// one), for profiling: RM_INGRESS_PPROF_LISTEN=127.0.0.1:6060.
+func servePprof(ctx context.Context, app *service.App, addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		app.Log.Info("pprof listening", "listen", addr)
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			app.Log.Error("pprof server", "error", err.Error())
+		}
+	}()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+}
