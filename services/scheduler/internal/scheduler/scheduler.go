@@ -17,6 +17,7 @@ import (
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/api"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/dispatch"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/health"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/reconcile"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/recovery"
@@ -56,10 +57,6 @@ func Run(ctx context.Context, app *service.App) error {
 			Metrics:       sm,
 		}, handler)
 	}
-	events := consumer(app.Keys.Events(), h.Event)
-	results := consumer(app.Keys.Results(), h.Result)
-	app.AddReadiness("events consumer group", events.Ready)
-	app.AddReadiness("results consumer group", results.Ready)
 
 	var lister reconcile.RunnerLister
 	opts := github.FromConfig(cfg)
@@ -90,6 +87,16 @@ func Run(ctx context.Context, app *service.App) error {
 		}
 	}
 
+	var hgh health.GitHub
+	if gh != nil {
+		hgh = gh // a nil *github.Client must not become a non-nil interface
+	}
+	checker := health.New(health.Options{Config: cfg, Store: store, GitHub: hgh, Logger: log, Registerer: app.Metrics, Owner: owner})
+	events := consumer(app.Keys.Events(), checker.WrapEvents(h.Event))
+	results := consumer(app.Keys.Results(), checker.WrapResults(h.Result))
+	app.AddReadiness("events consumer group", events.Ready)
+	app.AddReadiness("results consumer group", results.Ready)
+
 	if !cfg.Secrets.APIToken.IsSet() {
 		log.Warn("RM_API_TOKEN is not set: the admin API refuses every request")
 	}
@@ -100,7 +107,7 @@ func Run(ctx context.Context, app *service.App) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	run := func(what string, fn func(context.Context) error) {
 		wg.Go(func() {
 			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -112,6 +119,7 @@ func Run(ctx context.Context, app *service.App) error {
 	run("events consumer", events.Run)
 	run("results consumer", results.Run)
 	run("reconcile loop", func(ctx context.Context) error { return loop.Run(ctx, owner) })
+	run("health checks", checker.Run)
 	if rec != nil {
 		run("missed-webhook recovery", func(ctx context.Context) error { return rec.Run(ctx, recovery.DefaultInterval) })
 	}

@@ -71,3 +71,22 @@ end
 if #ARGV < 5 then redis.call('DEL', key) end
 return out
 `)
+
+// RedeleteStale: ARGV[4] runner, ARGV[5] cutoff (ms), ARGV[6] delete command
+// data, ARGV[7] traceparent, ARGV[8] backend.
+// Emits the delete of a runner again when it has been deleting with no news
+// (updated_at) since before the cutoff, and stamps updated_at, so that it is
+// emitted once per period. Returns 1 when emitted.
+var scriptRedeleteStale = newScript(`
+local name = ARGV[4]
+if not writable(pkey(ARGV[8])) then
+  return redis.error_reply('WRONGTYPE command stream ' .. pkey(ARGV[8]) .. ' is not a stream')
+end
+local k = rkey(name)
+if redis.call('HGET', k, 'state') ~= 'deleting' then return 0 end
+local upd = tonumber(redis.call('HGET', k, 'updated_at') or '0') or 0
+if upd >= tonumber(ARGV[5]) then return 0 end
+emit(pkey(ARGV[8]), ARGV[6], ARGV[7])
+redis.call('HSET', k, 'updated_at', NOW)
+return 1
+`)
