@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
@@ -55,9 +56,19 @@ func TestRunWiresEverything(t *testing.T) {
 	})
 	require.NoError(t, err)
 	// min_runners 1 (reconcile loop) + the job's runner (events consumer).
-	require.Eventually(t, func() bool {
-		return rdb.XLen(ctx, app.Keys.Provision("docker")).Val() == 2
-	}, 20*time.Second, 20*time.Millisecond)
+	// The health checks also send list commands: count the creates.
+	creates := func() int {
+		n := 0
+		for _, e := range rdb.XRange(ctx, app.Keys.Provision("docker"), "-", "+").Val() {
+			data, _ := e.Values[stream.FieldData].(string)
+			var cmd rmv1.ProvisionCommand
+			if proto.Unmarshal([]byte(data), &cmd) == nil && cmd.GetCreate() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return creates() == 2 }, 20*time.Second, 20*time.Millisecond)
 
 	require.Equal(t, http.StatusUnauthorized, get("/api/v1/groups", ""))
 	require.Equal(t, http.StatusOK, get("/api/v1/groups", "Bearer tok"))
