@@ -30,7 +30,7 @@ func main() {
 func run() error {
 	bin := flag.String("bin", "bin", "directory of the built binaries (make build)")
 	dir := flag.String("dir", "", "directory for the configuration and logs (default: a new temporary one)")
-	rate := flag.Float64("rate", 0.5, "jobs per second the fake GitHub queues")
+	rate := flag.Float64("rate", 0.2, "jobs per second the fake GitHub queues")
 	every := flag.Duration("every", 5*time.Second, "how often to print progress")
 	fakePort := flag.Int("fake-port", 18080, "port of the fake GitHub")
 	ingressPort := flag.Int("ingress-port", 18081, "port of the ingress")
