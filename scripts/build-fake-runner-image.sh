@@ -10,5 +10,5 @@ ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 (cd e2e && CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o "$ctx/fake-runner" ./cmd/fake-runner)
 cp deploy/images/fake-runner.Dockerfile "$ctx/Dockerfile"
-docker build -q -t "$image" "$ctx" >/dev/null
+docker build -q -t "$image" "$ctx" >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; exit 1; }
 echo "$image"

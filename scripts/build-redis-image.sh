@@ -25,5 +25,5 @@ EXPOSE 6379
 ENTRYPOINT ["/usr/bin/redis-server"]
 CMD ["--appendonly", "yes", "--protected-mode", "no"]
 DOCKERFILE
-docker build -q -t runner-manager/redis:local "$ctx" >/dev/null
+docker build -q -t runner-manager/redis:local "$ctx" >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; exit 1; }
 printf '%-45s %s\n' runner-manager/redis:local "$(docker image inspect -f '{{.Size}}' runner-manager/redis:local | awk '{printf "%.1f MB", $1/1e6}')"
