@@ -32,6 +32,10 @@ const (
 	EnvGitHubURL = "FAKE_RUNNER_GITHUB_URL"
 	// EnvConnectTimeout bounds the attempts to reach the fake (Go duration).
 	EnvConnectTimeout = "FAKE_RUNNER_CONNECT_TIMEOUT"
+	// EnvNeverConnectUntil (RFC 3339 time): a runner started before that
+	// instant never connects, one started after it behaves normally. A group
+	// with it has its first runners never come online and later ones serve.
+	EnvNeverConnectUntil = "FAKE_RUNNER_NEVER_CONNECT_UNTIL"
 )
 
 // Defaults of Config.
@@ -82,6 +86,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("%s: %w", EnvConnectTimeout, err)
 		}
 		c.ConnectTimeout = d
+	}
+	if v := getenv(EnvNeverConnectUntil); v != "" {
+		until, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", EnvNeverConnectUntil, err)
+		}
+		if time.Now().Before(until) {
+			c.NeverConnect = true
+		}
 	}
 	if c.JITConfig == "" && !c.NeverConnect {
 		return c, fmt.Errorf("%s is not set", EnvJITConfig)

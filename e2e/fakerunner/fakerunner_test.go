@@ -70,6 +70,27 @@ func TestConfigFromEnv(t *testing.T) {
 	require.Equal(t, 3*time.Second, c.ConnectTimeout)
 }
 
+func TestConfigFromEnvNeverConnectUntil(t *testing.T) {
+	t.Parallel()
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		name  string
+		until string
+		never bool
+	}{
+		{"before the instant", time.Now().Add(time.Hour).Format(time.RFC3339Nano), true},
+		{"after the instant", time.Now().Add(-time.Hour).Format(time.RFC3339Nano), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := fakerunner.ConfigFromEnv(env(map[string]string{fakerunner.EnvJITConfig: "abc", fakerunner.EnvNeverConnectUntil: tc.until}))
+			require.NoError(t, err)
+			require.Equal(t, tc.never, c.NeverConnect)
+		})
+	}
+	_, err := fakerunner.ConfigFromEnv(env(map[string]string{fakerunner.EnvJITConfig: "abc", fakerunner.EnvNeverConnectUntil: "soon"}))
+	require.ErrorContains(t, err, fakerunner.EnvNeverConnectUntil)
+}
+
 func TestBadJITConfigIsAnErrorWithoutTheSecret(t *testing.T) {
 	t.Parallel()
 	err := fakerunner.Run(context.Background(), fakerunner.Config{JITConfig: "not-base64-secret!"})

@@ -43,6 +43,17 @@ type Options struct {
 	FakeArgs []string
 	// Ports of the fixed endpoints; 0 picks free ports.
 	FakePort, IngressPort, RedisPort int
+	// RedisAppendFsync, when set, replaces Redis's appendfsync policy
+	// ("always" loses nothing on a crash; the default is "everysec").
+	RedisAppendFsync string
+	// GitHubApp authenticates the services as a GitHub App (JWT, then
+	// installation tokens) rather than with a token: the fake checks the JWTs,
+	// and the scheduler's missed-webhook recovery (which reads the App's
+	// webhook deliveries) runs.
+	GitHubApp bool
+	// Configure, when set, edits the configuration before it is written
+	// (provisioner.call_timeout, streams.reclaim_min_idle, ...).
+	Configure func(*config.Config)
 }
 
 // System is a running local system.
@@ -61,12 +72,20 @@ type System struct {
 	Provisioners []*Proc
 	// SchedulerURLs are the admin API base URLs of the schedulers, in order.
 	SchedulerURLs []string
+	// ProvisionerURLs are the base URLs (health, metrics) of the provisioners, in order.
+	ProvisionerURLs []string
 
-	rdb *redis.Client
+	rdb    *redis.Client
+	appEnv []string
 }
 
 // Org is the GitHub organization of the local system.
 const Org = "local-org"
+
+// EnvBuildOnly, when set to a comma-separated list of binary names (e.g.
+// "ingress,scheduler,provisioner-docker,fakegithub,fake-runner"), limits Build
+// to those: a developer's quicker loop on some scenarios.
+const EnvBuildOnly = "RM_E2E_BUILD_ONLY"
 
 // Build compiles the binaries the harness runs into dir.
 func Build(ctx context.Context, repoRoot, dir string) error {
@@ -79,7 +98,16 @@ func Build(ctx context.Context, repoRoot, dir string) error {
 		"fakegithub":         "./e2e/cmd/fakegithub",
 		"fake-runner":        "./e2e/cmd/fake-runner",
 	}
+	only := map[string]bool{}
+	for _, name := range strings.Split(os.Getenv(EnvBuildOnly), ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			only[name] = true
+		}
+	}
 	for name, pkg := range pkgs {
+		if len(only) > 0 && !only[name] {
+			continue
+		}
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -143,11 +171,21 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		return nil, err
 	}
 	s.Redis = Redis(o.Dir, redisPort)
+	if o.RedisAppendFsync != "" {
+		s.Redis.Args = append(s.Redis.Args, "--appendfsync", o.RedisAppendFsync)
+	}
 	if err := s.StartRedis(ctx); err != nil {
 		return nil, err
 	}
 	s.rdb = redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redisPort)})
 
+	var appEnv, appArgs []string
+	if o.GitHubApp {
+		if appEnv, appArgs, err = writeAppKey(o.Dir); err != nil {
+			return nil, err
+		}
+	}
+	s.appEnv = appEnv
 	s.Fake = &Proc{
 		Name: "fakegithub",
 		Bin:  filepath.Join(o.BinDir, "fakegithub"),
@@ -156,7 +194,7 @@ func Start(ctx context.Context, o Options) (*System, error) {
 			"--webhook-url", s.IngressURL + "/webhook",
 			"--webhook-secret", DevWebhookSecret,
 			"--token", DevGitHubToken,
-		}, o.FakeArgs...),
+		}, append(appArgs, o.FakeArgs...)...),
 		Log:    filepath.Join(o.Dir, "fakegithub.log"),
 		Health: s.FakeURL + "/_fake/stats",
 	}
@@ -233,6 +271,7 @@ func (s *System) AddProvisioner(ctx context.Context) (*Proc, error) {
 		return nil, err
 	}
 	s.Provisioners = append(s.Provisioners, p)
+	s.ProvisionerURLs = append(s.ProvisionerURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
 	return p, nil
 }
 
@@ -244,14 +283,14 @@ func (s *System) service(binary, replica string, port int) *Proc {
 		Name: replica,
 		Bin:  filepath.Join(s.Opts.BinDir, binary),
 		Args: []string{"--config", s.ConfigPath},
-		Env: []string{
+		Env: append([]string{
 			"POD_NAME=" + replica,
 			"RM_LISTEN=" + listen,
 			"RM_REDIS_URL=" + s.RedisURL,
 			"RM_GITHUB_TOKEN=" + DevGitHubToken,
 			"RM_GITHUB_WEBHOOK_SECRET=" + DevWebhookSecret,
 			"RM_API_TOKEN=" + DevAPIToken,
-		},
+		}, s.appEnv...),
 		Log:    filepath.Join(s.Opts.Dir, replica+".log"),
 		Health: "http://" + listen + "/healthz",
 	}
@@ -276,6 +315,11 @@ func (s *System) writeConfig(ingressPort int) error {
 		Provisioner: config.Provisioner{CallTimeout: time.Minute},
 		Streams:     config.Streams{ReclaimMinIdle: 90 * time.Second},
 	}
+	if o.Configure != nil {
+		o.Configure(&cfg)
+	}
+	// Every field is written: zeros would be read as explicit (invalid) values.
+	cfg.SetDefaults()
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
 		return fmt.Errorf("encode config: %w", err)
