@@ -6,7 +6,7 @@ set -euo pipefail
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install -y redis-server" >&2; exit 1; }
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/root/usr/bin" "$ctx/root/data" "$ctx/root/etc"
+mkdir -p "$ctx/root/usr/bin" "$ctx/data" "$ctx/root/etc"
 cp "$(command -v redis-server)" "$ctx/root/usr/bin/redis-server"
 cp "$(command -v redis-cli)" "$ctx/root/usr/bin/redis-cli"
 for lib in $(ldd "$(command -v redis-server)" "$(command -v redis-cli)" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
@@ -15,10 +15,11 @@ for lib in $(ldd "$(command -v redis-server)" "$(command -v redis-cli)" | grep -
 done
 echo 'redis:x:999:999:redis:/data:/sbin/nologin' >"$ctx/root/etc/passwd"
 echo 'redis:x:999:' >"$ctx/root/etc/group"
-chown -R 999:999 "$ctx/root/data"
 cat >"$ctx/Dockerfile" <<'DOCKERFILE'
 FROM scratch
 COPY root/ /
+# COPY makes files root-owned: the data directory must belong to the redis user.
+COPY --chown=999:999 data /data
 USER 999:999
 WORKDIR /data
 EXPOSE 6379

@@ -11,8 +11,21 @@ if [ -z "${REDIS_IMAGE:-}" ] && ! docker image inspect redis:7 >/dev/null 2>&1; 
 fi
 case "${1:-}" in
   up)
-    compose up -d --wait 2>/dev/null || compose up -d
+    compose up -d
+    # Wait until every service with a health check reports healthy.
+    for _ in $(seq 1 90); do
+      states=$(docker ps -a --filter label=com.docker.compose.project=rm-compose --format '{{.Names}} {{.Status}}')
+      if [ -n "$states" ] && ! grep -qvE '\(healthy\)' <<<"$states"; then
+        compose ps
+        exit 0
+      fi
+      if grep -qE 'Exited|unhealthy' <<<"$states"; then break; fi
+      sleep 2
+    done
     compose ps
+    compose logs --tail 20 >&2
+    echo "the environment did not become healthy" >&2
+    exit 1
     ;;
   down)
     compose down --volumes --remove-orphans --timeout 20

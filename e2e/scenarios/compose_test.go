@@ -26,7 +26,10 @@ func TestCompose(t *testing.T) {
 	defer cancel()
 
 	sh := func(env []string, name string, args ...string) string {
-		cmd := exec.CommandContext(ctx, name, args...)
+		// A context of its own: the clean-up runs after ctx is cancelled.
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer ccancel()
+		cmd := exec.CommandContext(cctx, name, args...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
