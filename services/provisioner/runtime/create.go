@@ -38,6 +38,7 @@ func (r *Runtime) handleCreate(ctx context.Context, m stream.Message, cmd *rmv1.
 		BackendType: r.opts.Type,
 		Attempt:     c.GetAttempt(),
 	}
+	ctx = withRunner(ctx, res.GetRunnerName(), res.GetGroup())
 	unlock := r.names.lock(res.GetRunnerName())
 	defer unlock()
 	st := &createState{scope: scopeOf(spec.GetOrganization(), spec.GetRepository()), name: spec.GetName()}

@@ -16,6 +16,7 @@ func (r *Runtime) handleDelete(ctx context.Context, m stream.Message, cmd *rmv1.
 		Group:       d.GetGroup(),
 		BackendType: r.opts.Type,
 	}
+	ctx = withRunner(ctx, res.GetRunnerName(), res.GetGroup())
 	unlock := r.names.lock(res.GetRunnerName())
 	defer unlock()
 	work, cancel := context.WithTimeout(ctx, r.budget)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/runner-manager/runner-manager/libs/backend"
@@ -115,6 +116,9 @@ type Options struct {
 	StreamMetrics *stream.Metrics
 	// Now is the clock of results (default time.Now).
 	Now func() time.Time
+	// TracerProvider of the spans around backend and GitHub calls; default
+	// the global one (libs/telemetry.SetupTracing).
+	TracerProvider trace.TracerProvider
 }
 
 // Runtime handles the commands of one backend type.
@@ -124,6 +128,7 @@ type Runtime struct {
 	log     *slog.Logger
 	pub     *stream.Publisher
 	metrics *metrics
+	tracer  trace.Tracer
 
 	consumer *stream.Consumer
 
@@ -180,6 +185,7 @@ func New(opts Options) (*Runtime, error) {
 		log:     opts.Logger.With("backend", opts.Type),
 		pub:     opts.Publisher,
 		metrics: m,
+		tracer:  defaultTracerProvider(opts.TracerProvider).Tracer(tracerName),
 		groups:  map[string]int64{},
 	}
 	r.consumer = stream.NewConsumer(opts.Redis, stream.ConsumerConfig{
@@ -364,22 +370,28 @@ func (r *Runtime) backendFor(spec []byte) (backend.Backend, error) {
 	return b, nil
 }
 
-// callBackend runs one backend call under CallTimeout and measures it.
+// callBackend runs one backend call under CallTimeout, in a "backend.<op>"
+// span, and measures it.
 func callBackend[T any](ctx context.Context, r *Runtime, op string, call func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
+	ctx, span := r.startSpan(ctx, "backend", op)
 	start := time.Now()
 	v, err := call(ctx)
 	r.metrics.backendCall(op, time.Since(start), err)
+	endSpan(span, err)
 	return v, err
 }
 
-// callGitHub runs one GitHub call under GitHubTimeout and measures it.
+// callGitHub runs one GitHub call under GitHubTimeout, in a "github.<op>"
+// span, and measures it.
 func callGitHub[T any](ctx context.Context, r *Runtime, op string, call func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.GitHubTimeout)
 	defer cancel()
+	ctx, span := r.startSpan(ctx, "github", op)
 	start := time.Now()
 	v, err := call(ctx)
 	r.metrics.githubCall(op, time.Since(start), err)
+	endSpan(span, err)
 	return v, err
 }

@@ -18,6 +18,10 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/stream"
@@ -74,12 +78,35 @@ func (s *Server) Register(e *echo.Echo) {
 	v1.GET("/groups", s.groups)
 	v1.GET("/runners", s.runners)
 	v1.GET("/runners/:name", s.runner)
-	v1.DELETE("/runners/:name", s.deleteRunner)
+	v1.DELETE("/runners/:name", s.deleteRunner, traced)
 	v1.GET("/dlq", s.dlq)
 	v1.POST("/dlq/:id/retry", s.retryDLQ)
 	api.Any("/*", func(c echo.Context) error {
 		return fail(c, http.StatusNotFound, CodeNotFound, "no such route")
 	})
+}
+
+// tracerName is the instrumentation scope of the API's spans.
+const tracerName = "github.com/runner-manager/runner-manager/services/scheduler/internal/api"
+
+// traced runs a route that emits commands in a server span (continuing a
+// W3C traceparent header when the caller sends one), so that the commands
+// carry a trace like those of webhooks.
+func traced(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		ctx := otel.GetTextMapPropagator().Extract(req.Context(), propagation.HeaderCarrier(req.Header))
+		ctx, span := otel.Tracer(tracerName).Start(ctx, req.Method+" "+c.Path(), trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		c.SetRequest(req.WithContext(ctx))
+		err := next(c)
+		span.SetAttributes(
+			attribute.String("http.request.method", req.Method),
+			attribute.String("http.route", c.Path()),
+			attribute.Int("http.response.status_code", c.Response().Status),
+		)
+		return err
+	}
 }
 
 // auth checks the Bearer token in constant time (both sides hashed first, so

@@ -64,6 +64,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/github"
@@ -219,13 +221,24 @@ type Report struct {
 	ListsSent []string
 }
 
-// RunOnce runs one pass of every check. A failing check, group or runner does
+// tracerName is the instrumentation scope of the health checks' spans.
+const tracerName = "github.com/runner-manager/runner-manager/services/scheduler/internal/health"
+
+// RunOnce runs one pass of every check, in a "health pass" span: the
+// commands it emits carry that trace. A failing check, group or runner does
 // not stop the others; the errors are returned joined.
-func (c *Checker) RunOnce(ctx context.Context) (Report, error) {
+func (c *Checker) RunOnce(ctx context.Context) (rep Report, err error) {
 	start := time.Now()
-	defer func() { c.m.PassDuration.Observe(time.Since(start).Seconds()) }()
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "health pass")
+	defer func() {
+		c.m.PassDuration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	ctx = github.WithPriority(ctx, github.PriorityLow)
-	var rep Report
 	var errs []error
 	add := func(err error) {
 		if err != nil {

@@ -12,6 +12,10 @@ type Metrics struct {
 	Runners *prometheus.GaugeVec
 	// Demand per group: queued jobs without a runner yet.
 	Demand *prometheus.GaugeVec
+	// MaxRunners per group, from the configuration (demand against the limit).
+	MaxRunners *prometheus.GaugeVec
+	// DLQEntries: length of the dead-letter stream {P}:dlq.
+	DLQEntries prometheus.Gauge
 	// QueuedToCreate: from a job's queued time to the create command its event emitted.
 	QueuedToCreate *prometheus.HistogramVec
 	// JobWait: from a job's queued time to its in_progress event.
@@ -41,6 +45,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "runner_manager_scheduler_demand",
 			Help: "Queued jobs of a group that have no runner yet.",
 		}, []string{"group"}),
+		MaxRunners: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "runner_manager_scheduler_max_runners",
+			Help: "The group's max_runners, from the configuration.",
+		}, []string{"group"}),
+		DLQEntries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "runner_manager_stream_dlq_entries",
+			Help: "Entries in the dead-letter stream {P}:dlq (XLEN), refreshed by the reconcile loop.",
+		}),
 		QueuedToCreate: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "runner_manager_scheduler_queued_to_create_seconds",
 			Help:    "Time from a job's queued time to the create command its queued event emitted.",
@@ -73,7 +85,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Runners, m.Demand, m.QueuedToCreate, m.JobWait, m.Commands,
+		reg.MustRegister(m.Runners, m.Demand, m.MaxRunners, m.DLQEntries, m.QueuedToCreate, m.JobWait, m.Commands,
 			m.Results, m.CreateRetries, m.Events, m.UnmatchedJobs)
 	}
 	return m

@@ -15,6 +15,8 @@ import (
 	"log/slog"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/github"
@@ -26,6 +28,9 @@ import (
 
 // LeaseTask names the loop's lease: {P}:lease:reconcile.
 const LeaseTask = "reconcile"
+
+// tracerName is the instrumentation scope of the loop's spans.
+const tracerName = "github.com/runner-manager/runner-manager/services/scheduler/internal/reconcile"
 
 // maxRetriesPerPass bounds the retries emitted by one pass.
 const maxRetriesPerPass = 500
@@ -62,9 +67,18 @@ func (l *Loop) Run(ctx context.Context, owner string) error {
 	return le.Run(ctx, l.cfg.Scheduler.ReconcileInterval, l.Once)
 }
 
-// Once runs one pass. Every step goes on after an error in another group or
+// Once runs one pass, in a "reconcile pass" span: the commands it emits
+// carry that trace. Every step goes on after an error in another group or
 // runner; the errors are returned joined.
-func (l *Loop) Once(ctx context.Context) error {
+func (l *Loop) Once(ctx context.Context) (err error) {
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "reconcile pass")
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	var errs []error
 	if err := l.retries(ctx); err != nil {
 		errs = append(errs, err)
@@ -84,9 +98,12 @@ func (l *Loop) Once(ctx context.Context) error {
 		if err := l.scaleDown(ctx, cg, g, lists); err != nil {
 			errs = append(errs, err)
 		}
-		if err := l.gauges(ctx, g.Name); err != nil {
+		if err := l.gauges(ctx, g); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := l.dlqGauge(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -194,15 +211,26 @@ func (l *Loop) scaleDown(ctx context.Context, cg *config.RunnerGroup, g state.Gr
 	return errors.Join(errs...)
 }
 
-// gauges refreshes the runner and demand gauges of a group.
-func (l *Loop) gauges(ctx context.Context, group string) error {
-	st, err := l.store.GroupStatus(ctx, group)
+// gauges refreshes the runner, demand and max_runners gauges of a group.
+func (l *Loop) gauges(ctx context.Context, g state.Group) error {
+	l.m.MaxRunners.WithLabelValues(g.Name).Set(float64(g.MaxRunners))
+	st, err := l.store.GroupStatus(ctx, g.Name)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
 	for s, n := range st.ByState {
-		l.m.Runners.WithLabelValues(group, string(s)).Set(float64(n))
+		l.m.Runners.WithLabelValues(g.Name, string(s)).Set(float64(n))
 	}
-	l.m.Demand.WithLabelValues(group).Set(float64(st.Demand))
+	l.m.Demand.WithLabelValues(g.Name).Set(float64(st.Demand))
+	return nil
+}
+
+// dlqGauge refreshes the length of the dead-letter stream.
+func (l *Loop) dlqGauge(ctx context.Context) error {
+	n, err := l.store.Redis().XLen(ctx, l.store.Keys().DLQ()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("length of the dead-letter stream: %w", err)
+	}
+	l.m.DLQEntries.Set(float64(n))
 	return nil
 }

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -229,4 +230,27 @@ func TestRunUnderLease(t *testing.T) {
 	cancel()
 	wg.Wait()
 	require.Len(t, b.commands(t), 2)
+}
+
+func TestMaxRunnersAndDLQGauges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, 7)
+	ctx := context.Background()
+
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 7.0, testutil.ToFloat64(b.m.MaxRunners.WithLabelValues("pool")))
+	require.Equal(t, 0.0, testutil.ToFloat64(b.m.DLQEntries), "no dead-letter stream yet")
+
+	for i := range 3 {
+		require.NoError(t, b.rdb.XAdd(ctx, &redis.XAddArgs{
+			Stream: b.keys.DLQ(),
+			Values: []any{"type", "command", "data", fmt.Sprint(i)},
+		}).Err())
+	}
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 3.0, testutil.ToFloat64(b.m.DLQEntries))
+
+	require.NoError(t, b.rdb.XTrimMaxLen(ctx, b.keys.DLQ(), 1).Err())
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.DLQEntries), "the gauge follows the stream down")
 }
