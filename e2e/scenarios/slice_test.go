@@ -12,7 +12,8 @@ import (
 )
 
 // TestSlice is the vertical slice of `make run`: 20 jobs queued at the fake
-// GitHub all complete on Docker containers, and no container is left.
+// GitHub all complete on Docker containers, no container is left, and no
+// secret reached a log, Redis or a metric.
 func TestSlice(t *testing.T) {
 	sys := start(t, harness.Options{
 		Groups: []config.RunnerGroup{harness.DockerGroup("small", 5, 0, "self-hosted", "linux", "small")},
@@ -28,4 +29,5 @@ func TestSlice(t *testing.T) {
 	waitJobs(t, sys, ids, 3*time.Minute)
 	settled(t, sys, time.Minute)
 	watch.Stop()
+	noSecretsAnywhere(t, sys)
 }
