@@ -24,7 +24,7 @@ failed=()
 for m in "${modules[@]}"; do
   step "go test $m"
   # -race everywhere: the services are concurrent through and through.
-  if ! (cd "$m" && go test -race -count=1 -timeout 20m ./...); then
+  if ! (cd "$m" && go test -race -count=1 -timeout 45m ./...); then
     failed+=("$m")
   fi
 done
