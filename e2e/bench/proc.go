@@ -1,0 +1,264 @@
+// Package bench holds what the load programs of docs/benchmarks.md share:
+// starting the real service binaries against a Redis of their own, an
+// in-process provisioner, and the measurements (stream entry ids, Redis
+// memory, resident memory and CPU time of processes).
+//
+// Everything runs on loopback; every wait is bounded by a deadline.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Proc is one process under measurement, logging to Log.
+type Proc struct {
+	Name string
+	Bin  string
+	Args []string
+	Env  []string
+	Log  string
+	// Health, when set, is polled until it answers 200 after the start.
+	Health string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start starts the process and waits (at most 30 s) for its health URL.
+func (p *Proc) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		return fmt.Errorf("%s already running", p.Name)
+	}
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open the log of %s: %w", p.Name, err)
+	}
+	cmd := exec.Command(p.Bin, p.Args...)
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+	if p.Health == "" {
+		return nil
+	}
+	return waitHealthy(ctx, p.Health, done, 30*time.Second)
+}
+
+// Pid is the process id, 0 when not running.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Stop sends SIGTERM, waits up to timeout, then kills the process group.
+func (p *Proc) Stop(timeout time.Duration) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func waitHealthy(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("health request %s: %w", url, err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("process exited before %s answered", url)
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer 200 in time: %v", url, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// RSS returns the resident memory of process pid (VmRSS of /proc/<pid>/status), in bytes.
+func RSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("read the status of process %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest) // "12345 kB"
+			if len(f) == 2 && f[1] == "kB" {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("VmRSS of process %d: %w", pid, err)
+				}
+				return kb * 1024, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for process %d", pid)
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// CPU returns the user + system CPU time process pid has used
+// (utime + stime of /proc/<pid>/stat).
+func CPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read the stat of process %d: %w", pid, err)
+	}
+	// The command name (field 2) may hold spaces: fields count from after ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat of process %d", pid)
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state); utime is field 14, stime 15
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed stat of process %d", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("malformed stat of process %d", pid)
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// LoadAvg returns the 1, 5 and 15 minute load averages as /proc/loadavg prints them.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// RSSPeak samples the resident memory of a set of processes every interval
+// and keeps the highest value of each.
+type RSSPeak struct {
+	mu   sync.Mutex
+	peak map[string]int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+// WatchRSS starts sampling procs (name → pid) until Stop.
+func WatchRSS(procs map[string]int, interval time.Duration) *RSSPeak {
+	w := &RSSPeak{peak: map[string]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
+	sample := func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for name, pid := range procs {
+			if v, err := RSS(pid); err == nil && v > w.peak[name] {
+				w.peak[name] = v
+			}
+		}
+	}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-w.stop:
+				sample()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return w
+}
+
+// Stop ends the sampling and returns the peaks, in bytes.
+func (w *RSSPeak) Stop() map[string]int64 {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int64, len(w.peak))
+	for k, v := range w.peak {
+		out[k] = v
+	}
+	return out
+}
+
+// Machine describes this machine: logical CPUs, memory, CPU model, Redis's version.
+func Machine() string {
+	cpus := runtimeNumCPU()
+	mem := "?"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if f := strings.Fields(rest); len(f) == 2 {
+					if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+						mem = strconv.FormatFloat(float64(kb)/(1<<20), 'f', 1, 64) + " GiB"
+					}
+				}
+			}
+		}
+	}
+	model := "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores, %s of memory, %s", cpus, mem, model)
+}
+
+func runtimeNumCPU() int { return goruntime.NumCPU() }

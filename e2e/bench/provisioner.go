@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/runner-manager/runner-manager/e2e/fakerunner"
+	"github.com/runner-manager/runner-manager/libs/backend"
+	"github.com/runner-manager/runner-manager/libs/config"
+	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
+)
+
+// Provisioner is an in-process provisioner-docker: the real runtime
+// (consumer group, JIT registration, results, acknowledgements) over a
+// backend that is not Docker.
+type Provisioner struct {
+	rt     *runtime.Runtime
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartProvisioner runs the runtime of backend type "docker" over b, with
+// cfg's concurrency, until Stop. It returns once the consumer group exists.
+func StartProvisioner(ctx context.Context, rdb redis.UniversalClient, k keys.Keys, cfg *config.Config, b backend.Backend, gh runtime.GitHub) (*Provisioner, error) {
+	opts := runtime.OptionsFromConfig(cfg)
+	opts.Type = "docker"
+	opts.Backend = func([]byte) (backend.Backend, error) { return b, nil }
+	opts.GitHub = gh
+	opts.Redis = rdb
+	opts.Keys = k
+	opts.Consumer = "bench-provisioner"
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt, err := runtime.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("provisioner runtime: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	p := &Provisioner{rt: rt, cancel: cancel, done: make(chan error, 1)}
+	go func() { p.done <- rt.Run(rctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for rt.Ready(ctx) != nil {
+		if time.Now().After(deadline) {
+			p.Stop()
+			return nil, errors.New("provisioner runtime: its consumer group was never created")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p, nil
+}
+
+// Stop stops the runtime and returns its error.
+func (p *Provisioner) Stop() error {
+	p.cancel()
+	err := <-p.done
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// RunnerBackend is a backend.Backend whose instances are fake runners
+// (e2e/fakerunner) running as goroutines of this process: the closest thing
+// to a Docker container of the fake-runner image, without the container.
+// A runner whose process ended stays listed in state "exited" until Delete,
+// as a stopped container does.
+type RunnerBackend struct {
+	// GitHubURL replaces the URL of the JIT configurations ("" keeps it).
+	GitHubURL string
+
+	mu        sync.Mutex
+	seq       int
+	instances map[string]*runnerInstance
+	wg        sync.WaitGroup
+	exits     map[string]int // exit reasons, for the report
+}
+
+type runnerInstance struct {
+	inst   backend.Instance
+	cancel context.CancelFunc
+}
+
+var _ backend.Backend = (*RunnerBackend)(nil)
+
+// Create starts the fake runner of r, or returns the existing instance.
+func (b *RunnerBackend) Create(_ context.Context, r backend.RunnerSpec) (backend.Instance, error) {
+	if r.Name == "" {
+		return backend.Instance{}, fmt.Errorf("create instance: empty runner name: %w", backend.ErrPermanent)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.instances == nil {
+		b.instances, b.exits = map[string]*runnerInstance{}, map[string]int{}
+	}
+	if cur, ok := b.instances[r.Name]; ok {
+		return cur.inst, nil
+	}
+	b.seq++
+	ctx, cancel := context.WithCancel(context.Background())
+	ri := &runnerInstance{
+		inst: backend.Instance{
+			Name: r.Name, ID: "proc-" + strconv.Itoa(b.seq), Group: r.Group,
+			State: "running", CreatedAt: time.Now().UTC(),
+		},
+		cancel: cancel,
+	}
+	b.instances[r.Name] = ri
+	cfg := fakerunner.Config{
+		JITConfig: r.JITConfig.Value(),
+		GitHubURL: b.GitHubURL,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	b.wg.Go(func() {
+		err := fakerunner.Run(ctx, cfg)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		reason := "success"
+		if err != nil {
+			reason = err.Error()
+			if ctx.Err() != nil {
+				reason = "stopped"
+			}
+		}
+		b.exits[reason]++
+		if cur, ok := b.instances[r.Name]; ok && cur == ri {
+			cur.inst.State = "exited"
+		}
+	})
+	return ri.inst, nil
+}
+
+// Delete stops the runner's goroutine and forgets the instance.
+func (b *RunnerBackend) Delete(_ context.Context, name string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cur, ok := b.instances[name]; ok {
+		cur.cancel()
+		delete(b.instances, name)
+	}
+	return nil
+}
+
+// List returns the instances, sorted by name.
+func (b *RunnerBackend) List(context.Context) ([]backend.Instance, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]backend.Instance, 0, len(b.instances))
+	for _, ri := range b.instances {
+		out = append(out, ri.inst)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Len is the number of instances not deleted.
+func (b *RunnerBackend) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.instances)
+}
+
+// Exits counts how the runners' processes ended, by reason.
+func (b *RunnerBackend) Exits() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]int, len(b.exits))
+	for k, v := range b.exits {
+		out[k] = v
+	}
+	return out
+}
+
+// Close stops every runner and waits for them.
+func (b *RunnerBackend) Close() {
+	b.mu.Lock()
+	for _, ri := range b.instances {
+		ri.cancel()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}

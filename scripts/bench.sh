@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# `make bench`: measures what users feel, on this machine, and writes the
+# figures to docs/benchmarks.md (the sections between
+# <!-- bench:NAME:start --> and <!-- bench:NAME:end --> markers; everything
+# else in the file, including other scripts' sections, is left as it is).
+#
+#   1. ingress throughput, latency and CPU per 1,000 webhooks (scripts/bench-ingress.sh)
+#   2. dispatch of a burst of queued jobs, event → create command delays
+#   3. the same with 1, 2 and 3 scheduler replicas
+#   4. GitHub API calls per job, by route
+#   5. Redis memory per runner and per pending job, resident memory of the services
+#   + benchmarks (with a CPU profile) of the scheduler's queued-job decision
+#
+# Everything runs on loopback with processes of its own (redis-server on free
+# ports); nothing is part of `make test`. Expects `make build` to have run
+# (make bench does it). Environment:
+#   ONLY="ingress dispatch github profile"  runs a subset
+#   JOBS=10000 DISPATCH_GROUPS=4 REPLICAS=1,2,3 PACED_JOBS=2000 PACED_RATE=200 MEMORY_JOBS=10000  (dispatch)
+#   GH_JOBS=1000 GH_MAX_RUNNERS=200 GH_JOB_SECONDS=5 GH_HEALTH_INTERVAL=10s            (GitHub calls)
+#   BENCH_DIR  keeps the logs and profiles there (default: a temporary directory, removed)
+#   DOC        the file to update (default docs/benchmarks.md)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bin=$root/bin
+doc=${DOC:-$root/docs/benchmarks.md}
+only=${ONLY:-ingress dispatch github profile}
+work=${BENCH_DIR:-$(mktemp -d -t bench.XXXXXX)}
+mkdir -p "$work"
+if [[ -z ${BENCH_DIR:-} ]]; then
+	trap 'rm -rf "$work"' EXIT
+fi
+
+wants() { [[ " $only " == *" $1 "* ]]; }
+log() { echo "bench: $*" >&2; }
+
+# splice NAME FILE: replaces the block NAME of $doc with FILE's content, or
+# appends the block at the end of $doc when it is not there yet.
+splice() {
+	local name=$1 file=$2 start="<!-- bench:$1:start -->" end="<!-- bench:$1:end -->"
+	[[ -f $doc ]] || printf '# Benchmarks\n' >"$doc"
+	if grep -qxF "$start" "$doc" && grep -qxF "$end" "$doc"; then
+		awk -v s="$start" -v e="$end" -v f="$file" '
+			$0 == s { print; while ((getline line < f) > 0) print line; skip = 1; next }
+			$0 == e { skip = 0 }
+			!skip { print }' "$doc" >"$doc.tmp"
+	else
+		{ cat "$doc"; printf '\n%s\n' "$start"; cat "$file"; printf '%s\n' "$end"; } >"$doc.tmp"
+	fi
+	mv "$doc.tmp" "$doc"
+	log "updated the '$name' section of ${doc#"$root"/}"
+}
+
+machine="$(nproc) cores, $(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) of memory, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); Go $(go version | cut -d' ' -f3 | sed 's/^go//'), Redis $(redis-server --version | awk '{print $3}' | sed 's/^v=//')"
+when=$(date -u '+%Y-%m-%d %H:%M UTC')
+log "machine: $machine; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+log "building the load programs into bin/"
+CGO_ENABLED=0 go build -o "$bin/benchdispatch" ./e2e/cmd/benchdispatch
+CGO_ENABLED=0 go build -o "$bin/benchjobs" ./e2e/cmd/benchjobs
+for b in scheduler ingress fakegithub loadgen; do
+	[[ -x $bin/$b ]] || { echo "bench: $bin/$b is missing: run make build" >&2; exit 1; }
+done
+
+# --- 1. ingress --------------------------------------------------------------
+if wants ingress; then
+	if [[ -x scripts/bench-ingress.sh ]]; then
+		log "figure 1: scripts/bench-ingress.sh"
+		load0=$(cut -d' ' -f1-3 /proc/loadavg)
+		scripts/bench-ingress.sh | tee "$work/ingress.out" >&2
+		load1=$(cut -d' ' -f1-3 /proc/loadavg)
+		# Two loadgen runs: (a) maximum throughput, (b) a fixed rate. Each
+		# prints accepted, latency and the server's CPU per request.
+		awk -v machine="$machine" -v when="$when" -v load0="$load0" -v load1="$load1" '
+			/^== \(a\)/ { run = "maximum throughput (concurrency 64)" }
+			/^== \(b\)/ { run = "fixed rate" }
+			/^mode/ && run == "fixed rate" { sub(/^mode +rate /, ""); sub(/,.*/, ""); run = "fixed rate " $0 }
+			/^accepted/ { acc[run] = $2; rate[run] = $3; gsub(/[()]/, "", rate[run]) }
+			/^failed/ { failed[run] = $2 }
+			/^latency/ { p50[run] = $3; p90[run] = $5; p99[run] = $7; mx[run] = $9 }
+			/^server/ {
+				# server     ingress 1.23s CPU (85µs per request), redis 0.30s CPU (20µs per request)
+				split($0, a, "[(]"); split(a[2], i, "µs"); split(a[3], r, "µs")
+				icpu[run] = i[1]; rcpu[run] = r[1]; order[++n] = run
+			}
+			END {
+				printf "Measured %s on %s; load average %s before, %s after.\n\n", when, machine, load0, load1
+				print "| run | accepted | accepted/s | p50 | p90 | p99 | max | failed | ingress CPU per 1,000 webhooks | Redis CPU per 1,000 webhooks |"
+				print "|---|---|---|---|---|---|---|---|---|---|"
+				for (k = 1; k <= n; k++) {
+					x = order[k]
+					printf "| %s | %s | **%s** | %s | %s | **%s** | %s | %s | **%s ms** | %s ms |\n", x, acc[x], rate[x], p50[x], p90[x], p99[x], mx[x], failed[x], icpu[x], rcpu[x]
+				}
+				print ""
+				print "CPU per 1,000 webhooks is utime + stime of the ingress (and of redis-server) from /proc/<pid>/stat before and after each run, divided by the requests sent (scripts/bench-ingress.sh); loadgen runs on the same cores."
+			}' "$work/ingress.out" >"$work/ingress.md"
+		splice ingress-run "$work/ingress.md"
+	else
+		log "figure 1 skipped: scripts/bench-ingress.sh is missing"
+	fi
+fi
+
+# --- 2, 3, 5. dispatch, replicas, memory ---------------------------------------
+if wants dispatch; then
+	log "figures 2, 3 and 5: bin/benchdispatch"
+	"$bin/benchdispatch" -bin "$bin" -dir "$work/dispatch" -md "$work/dispatch.md" \
+		-jobs "${JOBS:-10000}" -groups "${DISPATCH_GROUPS:-4}" -replicas "${REPLICAS:-1,2,3}" \
+		-paced-jobs "${PACED_JOBS:-2000}" -paced-rate "${PACED_RATE:-200}" -memory-jobs "${MEMORY_JOBS:-10000}" >&2
+	{ echo "Measured $when; Go $(go version | cut -d' ' -f3 | sed 's/^go//'), Redis $(redis-server --version | awk '{print $3}' | sed 's/^v=//')."; echo; cat "$work/dispatch.md"; } >"$work/dispatch2.md"
+	splice dispatch "$work/dispatch2.md"
+fi
+
+# --- 4. GitHub API calls per job ----------------------------------------------
+if wants github; then
+	log "figure 4: bin/benchjobs"
+	"$bin/benchjobs" -bin "$bin" -dir "$work/github" -md "$work/github.md" \
+		-jobs "${GH_JOBS:-1000}" -max-runners "${GH_MAX_RUNNERS:-200}" \
+		-job-seconds "${GH_JOB_SECONDS:-5}" -health-interval "${GH_HEALTH_INTERVAL:-10s}" >&2
+	{ echo "Measured $when."; echo; cat "$work/github.md"; } >"$work/github2.md"
+	splice github "$work/github2.md"
+fi
+
+# --- profile of the scheduler's decision --------------------------------------
+if wants profile; then
+	log "profile: go test -bench of services/scheduler/internal/state"
+	load0=$(cut -d' ' -f1-3 /proc/loadavg)
+	(cd services/scheduler && go test ./internal/state -run '^$' -bench 'Queued|Creates' -benchmem \
+		-benchtime 3000x -count 1 -cpuprofile "$work/state-cpu.out" -o "$work/state.test") | tee "$work/state-bench.out" >&2
+	{
+		echo "Measured $when on $machine; load average $load0."
+		echo
+		echo '```'
+		grep -E '^Benchmark' "$work/state-bench.out"
+		echo '```'
+		echo
+		echo "CPU profile of the benchmark process (the scheduler's side: go-redis, protobuf, runner names), top 12 by cumulative time:"
+		echo
+		echo '```'
+		go tool pprof -top -cum -nodecount=12 "$work/state.test" "$work/state-cpu.out" 2>/dev/null | sed -n '/^ *flat/,$p'
+		echo '```'
+	} >"$work/profile.md"
+	splice profile "$work/profile.md"
+fi
+log "done; load average $(cut -d' ' -f1-3 /proc/loadavg)"
