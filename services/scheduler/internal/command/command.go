@@ -91,12 +91,16 @@ func (b *Builder) encode(ctx context.Context, c *rmv1.ProvisionCommand) (state.C
 // Creates returns n runners of g with fresh names and their create commands.
 func (b *Builder) Creates(ctx context.Context, g state.Group, forJob int64, n int) ([]state.Candidate, error) {
 	out := make([]state.Candidate, 0, n)
+	// One spec for every candidate: the group's GitHub id is read from Redis
+	// once per decision, not once per candidate runner.
+	base, err := b.spec(ctx, g.Name, "", forJob)
+	if err != nil {
+		return nil, err
+	}
 	for range n {
 		name := config.RunnerName(b.cfg.Name, g.Name, config.NewRunnerSuffix())
-		spec, err := b.spec(ctx, g.Name, name, forJob)
-		if err != nil {
-			return nil, err
-		}
+		spec := proto.Clone(base).(*rmv1.RunnerSpec)
+		spec.Name = name
 		cmd, err := b.encode(ctx, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Create{
 			Create: &rmv1.CreateRunner{Spec: spec, Attempt: 1},
 		}})
