@@ -31,7 +31,7 @@ case "${1:-}" in
     compose down --volumes --remove-orphans --timeout 20
     # Runner containers are made by provisioner-docker, not by compose.
     ids=$(docker ps -aq --filter label=runner-manager.io/manager=rm-compose)
-    [ -z "$ids" ] || docker rm -f $ids >/dev/null
+    [ -z "$ids" ] || xargs docker rm -f <<<"$ids" >/dev/null
     ;;
   *) echo "usage: $0 up|down" >&2; exit 2 ;;
 esac

@@ -8,6 +8,7 @@ bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 (cd libs && go build -o "$bin/protoc-gen-go" google.golang.org/protobuf/cmd/protoc-gen-go)
 rm -rf libs/gen/runnermanager
+mapfile -t protos < <(find proto -name '*.proto' | sort)
 PATH="$bin:$PATH" protoc -I proto -I /usr/include \
   --go_out=libs/gen --go_opt=paths=source_relative \
-  $(find proto -name '*.proto' | sort)
+  "${protos[@]}"

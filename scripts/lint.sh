@@ -2,7 +2,8 @@
 # gofmt, go vet and staticcheck over every module of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$(go env GOPATH)/bin:$PATH"
+PATH="$(go env GOPATH)/bin:$PATH"
+export PATH
 modules=(libs services/ingress services/scheduler services/provisioner e2e charts/tests)
 
 unformatted=$(gofmt -l "${modules[@]}")
@@ -15,4 +16,6 @@ for m in "${modules[@]}"; do
   echo "lint $m" >&2
   (cd "$m" && go vet ./... && staticcheck ./...)
 done
+echo "shellcheck scripts" >&2
+shellcheck scripts/*.sh .ci/run
 echo "lint: ok" >&2

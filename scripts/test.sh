@@ -3,7 +3,8 @@
 # `scripts/test.sh unit` only the Go tests of the modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$(go env GOPATH)/bin:$PATH"
+PATH="$(go env GOPATH)/bin:$PATH"
+export PATH
 export TESTCONTAINERS_RYUK_DISABLED=true
 mode=${1:-all}
 modules=(libs services/ingress services/scheduler services/provisioner e2e charts/tests)
@@ -24,7 +25,11 @@ failed=()
 for m in "${modules[@]}"; do
   step "go test $m"
   # -race everywhere: the services are concurrent through and through.
-  if ! (cd "$m" && go test -race -count=1 -timeout 45m ./...); then
+  # The e2e packages run one at a time: they share the Docker engine and the
+  # machine's two cores, and the scenarios start whole systems.
+  flags=()
+  [ "$m" = e2e ] && flags=(-p 1)
+  if ! (cd "$m" && go test -race -count=1 -timeout 45m "${flags[@]}" ./...); then
     failed+=("$m")
   fi
 done
