@@ -53,6 +53,11 @@ func (k Keys) Retry() string { return k.p + ":retry" }
 // GitHubGroup holds the GitHub runner group id of a configured group.
 func (k Keys) GitHubGroup(group string) string { return k.p + ":ghgroup:" + group }
 
+// Tombstone marks a runner name whose delete a provisioner handled, so that
+// a create command of that name delivered late (taken over from a crashed
+// replica) starts nothing. Runner names are never reused.
+func (k Keys) Tombstone(name string) string { return k.p + ":tombstone:" + name }
+
 // Job is a job's last known status.
 func (k Keys) Job(id int64) string { return k.p + ":job:" + strconv.FormatInt(id, 10) }
 

@@ -41,6 +41,21 @@ func (r *Runtime) handleCreate(ctx context.Context, m stream.Message, cmd *rmv1.
 	ctx = withRunner(ctx, res.GetRunnerName(), res.GetGroup())
 	unlock := r.names.lock(res.GetRunnerName())
 	defer unlock()
+	if spec.GetName() != "" {
+		// A create delivered after the runner's delete (a crashed replica's
+		// command taken over late, when the job was already served): starting
+		// it would make an instance nobody wants.
+		n, err := r.opts.Redis.Exists(ctx, r.opts.Keys.Tombstone(spec.GetName())).Result()
+		if err != nil {
+			return fmt.Errorf("create runner %s: check deleted: %w", spec.GetName(), err)
+		}
+		if n > 0 {
+			r.log.Info("create skipped: the runner was deleted already", "entry", m.ID, "command_id", res.CommandId,
+				"runner", res.RunnerName, "group", res.Group, "deliveries", m.Deliveries)
+			r.metrics.command(opCreate, outcomeSkipped)
+			return nil
+		}
+	}
 	st := &createState{scope: scopeOf(spec.GetOrganization(), spec.GetRepository()), name: spec.GetName()}
 	work, cancel := context.WithTimeout(ctx, r.budget)
 	defer cancel()

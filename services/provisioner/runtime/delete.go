@@ -3,11 +3,16 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/runner-manager/runner-manager/libs/backend"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/stream"
 )
+
+// TombstoneTTL is how long a deleted runner's name is remembered; longer than
+// any create command can stay pending.
+const TombstoneTTL = 24 * time.Hour
 
 func (r *Runtime) handleDelete(ctx context.Context, m stream.Message, cmd *rmv1.ProvisionCommand, d *rmv1.DeleteRunner) error {
 	res := &rmv1.ProvisionResult{
@@ -19,6 +24,13 @@ func (r *Runtime) handleDelete(ctx context.Context, m stream.Message, cmd *rmv1.
 	ctx = withRunner(ctx, res.GetRunnerName(), res.GetGroup())
 	unlock := r.names.lock(res.GetRunnerName())
 	defer unlock()
+	// The tombstone first: a create of this name handled from now on, by
+	// any replica, starts nothing.
+	if d.GetName() != "" {
+		if err := r.opts.Redis.Set(ctx, r.opts.Keys.Tombstone(d.GetName()), 1, TombstoneTTL).Err(); err != nil {
+			return fmt.Errorf("delete runner %s: mark deleted: %w", d.GetName(), err)
+		}
+	}
 	work, cancel := context.WithTimeout(ctx, r.budget)
 	defer cancel()
 	if err := r.delete(work, d); err != nil {

@@ -12,6 +12,7 @@ import (
 const (
 	outcomeCreated      = "created"
 	outcomeDeleted      = "deleted"
+	outcomeSkipped      = "skipped" // a create of a runner deleted already
 	outcomeListed       = "listed"
 	outcomeRetry        = "retry"       // returned for another delivery
 	outcomeInterrupted  = "interrupted" // shutdown: left pending
@@ -50,7 +51,7 @@ func newMetrics(backendType string, reg prometheus.Registerer) (*metrics, error)
 	// Zero series of the common outcomes, so that rates and alerts see them
 	// before the first command.
 	for cmd, outcomes := range map[string][]string{
-		"create": {outcomeCreated, outcomeRetry, "failed_retryable", "failed_permanent", "failed_capacity", outcomeDeadLettered},
+		"create": {outcomeCreated, outcomeSkipped, outcomeRetry, "failed_retryable", "failed_permanent", "failed_capacity", outcomeDeadLettered},
 		"delete": {outcomeDeleted, outcomeRetry, "failed_retryable", "failed_permanent", outcomeDeadLettered},
 		"list":   {outcomeListed, outcomeRetry, "failed_retryable", "failed_permanent"},
 	} {

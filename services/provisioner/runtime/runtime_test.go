@@ -653,3 +653,17 @@ func TestListFailsAfterRetries(t *testing.T) {
 	require.Equal(t, rmv1.FailureClass_FAILURE_CLASS_RETRYABLE, failed.GetClass())
 	require.Equal(t, 3, b.mem.Store().Calls(memory.OpList))
 }
+
+// A create delivered after its runner's delete (a crashed replica's command
+// taken over late, when the job was already served by then) starts nothing.
+func TestCreateAfterDeleteStartsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NotNil(t, b.result(t, b.delete(t, "rt-linux-late", 0)).GetDeleted())
+	b.create(t, "rt-linux-late")
+	require.Eventually(t, func() bool { return b.counter("create", "skipped") == 1 }, waitFor, 10*time.Millisecond)
+	require.Empty(t, b.mem.Instances(), "no instance for a deleted runner")
+	require.Empty(t, b.gh.Runners(), "no registration for a deleted runner")
+	ttl := b.rdb.TTL(context.Background(), b.keys.Tombstone("rt-linux-late")).Val()
+	require.Greater(t, ttl, time.Hour, "the tombstone outlives any pending command")
+}
