@@ -312,29 +312,81 @@ func boolPtr(v bool) *bool { return &v }
 // Delete stops the runner's container (with the grace period of its spec)
 // and removes it. Not found, or a container of another owner, is nil.
 func (b *Backend) Delete(ctx context.Context, name string) error {
-	inst, err := b.cli.ContainerInspect(ctx, name)
-	if cerrdefs.IsNotFound(err) {
-		return nil
-	}
+	victims, err := b.containersOf(ctx, name)
 	if err != nil {
-		return fmt.Errorf("delete container %s: inspect: %w", name, classify(err))
+		return err
 	}
-	if !b.owns(inst.Config.Labels) {
+	for _, v := range victims {
+		if err := b.stopAndRemove(ctx, name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// victim is one container to delete.
+type victim struct {
+	id      string
+	running bool
+	labels  map[string]string
+}
+
+// containersOf finds the containers of runner name: the one named after it,
+// and any other that carries this manager's label and the runner's (a leak
+// made by hand or by an older version may have another container name).
+// Containers of other owners are never returned.
+func (b *Backend) containersOf(ctx context.Context, name string) ([]victim, error) {
+	var out []victim
+	seen := map[string]bool{}
+	inst, err := b.cli.ContainerInspect(ctx, name)
+	switch {
+	case cerrdefs.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("delete container %s: inspect: %w", name, classify(err))
+	case !b.owns(inst.Config.Labels):
 		b.log.Warn("not deleting a container this manager does not own", "container", name)
-		return nil
+		seen[inst.ID] = true
+	default:
+		running := inst.State != nil && (inst.State.Running || inst.State.Paused || inst.State.Restarting)
+		out = append(out, victim{id: inst.ID, running: running, labels: inst.Config.Labels})
+		seen[inst.ID] = true
 	}
-	if inst.State != nil && (inst.State.Running || inst.State.Paused || inst.State.Restarting) {
+	list, err := b.cli.ContainerList(ctx, container.ListOptions{
+		All: true,
+		Filters: filters.NewArgs(
+			filters.Arg("label", backend.LabelManager+"="+b.manager),
+			filters.Arg("label", backend.LabelRunner+"="+name),
+		),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete container %s: list: %w", name, classify(err))
+	}
+	for _, c := range list {
+		if seen[c.ID] || !b.owns(c.Labels) {
+			continue
+		}
+		seen[c.ID] = true
+		running := c.State == "running" || c.State == "paused" || c.State == "restarting"
+		out = append(out, victim{id: c.ID, running: running, labels: c.Labels})
+	}
+	return out, nil
+}
+
+// stopAndRemove stops a container with its grace period, then removes it;
+// not found is done.
+func (b *Backend) stopAndRemove(ctx context.Context, name string, v victim) error {
+	if v.running {
 		timeout := DefaultStopTimeout
-		if s, err := strconv.Atoi(inst.Config.Labels[LabelStopTimeout]); err == nil && s >= 0 {
+		if s, err := strconv.Atoi(v.labels[LabelStopTimeout]); err == nil && s >= 0 {
 			timeout = time.Duration(s) * time.Second
 		}
 		secs := int(timeout / time.Second)
-		err := b.cli.ContainerStop(ctx, inst.ID, container.StopOptions{Timeout: &secs})
+		err := b.cli.ContainerStop(ctx, v.id, container.StopOptions{Timeout: &secs})
 		if err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("delete container %s: stop: %w", name, classify(err))
 		}
 	}
-	err = b.cli.ContainerRemove(ctx, inst.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	err := b.cli.ContainerRemove(ctx, v.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("delete container %s: remove: %w", name, classify(err))
 	}

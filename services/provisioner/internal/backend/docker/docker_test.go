@@ -379,3 +379,32 @@ func TestFactory(t *testing.T) {
 	_, err = f.Backend([]byte(`{"image": 42}`))
 	require.ErrorIs(t, err, backend.ErrPermanent)
 }
+
+// A leaked container that carries the manager's and the runner's labels but
+// another container name (made by hand, or by an older version) is deleted
+// by the runner's name too; another manager's container with the same runner
+// label is not.
+func TestDeleteFindsContainersByLabel(t *testing.T) {
+	t.Parallel()
+	manager := newManager(t)
+	cli := dockerClient(t)
+	b := open(t, manager)
+	name := manager + "-linux-leak"
+	labels := func(m string) map[string]string {
+		return map[string]string{backend.LabelManager: m, backend.LabelGroup: "linux", backend.LabelRunner: name}
+	}
+	ours, err := cli.ContainerCreate(context.Background(), &container.Config{Image: testImage, Labels: labels(manager)}, nil, nil, nil, "")
+	require.NoError(t, err)
+	theirs, err := cli.ContainerCreate(context.Background(), &container.Config{Image: testImage, Labels: labels(manager + "-other")}, nil, nil, nil, "")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = cli.ContainerRemove(context.Background(), theirs.ID, container.RemoveOptions{Force: true})
+	})
+	require.NoError(t, cli.ContainerStart(context.Background(), ours.ID, container.StartOptions{}))
+
+	require.NoError(t, b.Delete(context.Background(), name))
+	_, err = cli.ContainerInspect(context.Background(), ours.ID)
+	require.Error(t, err, "the leaked container is still there")
+	_, err = cli.ContainerInspect(context.Background(), theirs.ID)
+	require.NoError(t, err, "another manager's container was removed")
+}
