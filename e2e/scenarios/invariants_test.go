@@ -34,7 +34,6 @@ func start(t *testing.T, o harness.Options) *harness.System {
 	defer cancel()
 	sys, err := harness.Start(ctx, o)
 	require.NoError(t, err)
-	tempPrecreateGroups(t, sys) // TEMP-E2E-HACK
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpLogs(t, o.Dir)
