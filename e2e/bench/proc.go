@@ -7,119 +7,20 @@
 package bench
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/runner-manager/runner-manager/e2e/harness"
 )
 
-// Proc is one process under measurement, logging to Log.
-type Proc struct {
-	Name string
-	Bin  string
-	Args []string
-	Env  []string
-	Log  string
-	// Health, when set, is polled until it answers 200 after the start.
-	Health string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// Start starts the process and waits (at most 30 s) for its health URL.
-func (p *Proc) Start(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		return fmt.Errorf("%s already running", p.Name)
-	}
-	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("open the log of %s: %w", p.Name, err)
-	}
-	cmd := exec.Command(p.Bin, p.Args...)
-	cmd.Env = append(os.Environ(), p.Env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start %s: %w", p.Name, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
-	if p.Health == "" {
-		return nil
-	}
-	return waitHealthy(ctx, p.Health, done, 30*time.Second)
-}
-
-// Pid is the process id, 0 when not running.
-func (p *Proc) Pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
-
-// Stop sends SIGTERM, waits up to timeout, then kills the process group.
-func (p *Proc) Stop(timeout time.Duration) {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.cmd = nil
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-}
-
-func waitHealthy(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("health request %s: %w", url, err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("process exited before %s answered", url)
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer 200 in time: %v", url, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
+// Proc is one process under measurement: the harness's process type, so
+// that the load programs and the e2e suite start the services the same way.
+type Proc = harness.Proc
 
 // RSS returns the resident memory of process pid (VmRSS of /proc/<pid>/status), in bytes.
 func RSS(pid int) (int64, error) {

@@ -65,6 +65,16 @@ func (p *Proc) Start(ctx context.Context) error {
 	return waitHTTP(ctx, p.Health, done, 30*time.Second)
 }
 
+// Pid is the process id, 0 when not running.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Running tells whether the process was started and has not exited.
 func (p *Proc) Running() bool {
 	p.mu.Lock()
