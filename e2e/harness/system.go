@@ -394,3 +394,21 @@ func (s *System) Close() {
 		_ = exec.CommandContext(ctx, "docker", append([]string{"rm", "-f"}, ids...)...).Run()
 	}
 }
+
+// Prepare builds the binaries into dir and the local fake-runner image: what
+// a test package that runs the system needs before its first test.
+func Prepare(ctx context.Context, dir string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	if err := Build(ctx, root, dir); err != nil {
+		return err
+	}
+	img := exec.CommandContext(ctx, filepath.Join(root, "scripts", "build-fake-runner-image.sh"))
+	img.Dir = root
+	if out, err := img.CombinedOutput(); err != nil {
+		return fmt.Errorf("build the fake-runner image: %v\n%s", err, out)
+	}
+	return nil
+}

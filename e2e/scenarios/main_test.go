@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -29,10 +27,6 @@ func TestMain(m *testing.M) {
 }
 
 func setup(m *testing.M) (int, error) {
-	root, err := harness.RepoRoot()
-	if err != nil {
-		return 0, err
-	}
 	dir, err := os.MkdirTemp("", "rm-e2e-bin-")
 	if err != nil {
 		return 0, err
@@ -40,13 +34,8 @@ func setup(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := harness.Build(ctx, root, dir); err != nil {
+	if err := harness.Prepare(ctx, dir); err != nil {
 		return 0, err
-	}
-	img := exec.CommandContext(ctx, filepath.Join(root, "scripts", "build-fake-runner-image.sh"))
-	img.Dir = root
-	if out, err := img.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build the fake-runner image: %v\n%s", err, out)
 	}
 	binDir = dir
 	return m.Run(), nil
