@@ -134,6 +134,10 @@ type Scheduler struct {
 	// scheduler replica before another takes it over. Handlers are short Lua
 	// calls and live replicas refresh their entries, so it can be short.
 	ReclaimMinIdle time.Duration `yaml:"reclaim_min_idle"`
+	// RecoveryInterval is how often the missed-webhook recovery lists the
+	// webhook's deliveries and asks GitHub to redeliver the failed ones. A lost
+	// "queued" webhook leaves its job waiting up to this long more.
+	RecoveryInterval time.Duration `yaml:"recovery_interval"`
 }
 
 // Provisioner is the section shared by every provisioner-<type>.

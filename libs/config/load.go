@@ -25,7 +25,11 @@ const (
 	DefaultCreateRetryBackoff = 10 * time.Second
 	DefaultJobRetention       = 72 * time.Hour
 	DefaultSchedulerMinIdle   = 30 * time.Second
-	DefaultDockerStopTimeout  = 10 * time.Second
+	DefaultRecoveryInterval   = 2 * time.Minute
+	// MinRecoveryInterval bounds scheduler.recovery_interval from below: each
+	// pass costs at least one GitHub API call.
+	MinRecoveryInterval      = 10 * time.Second
+	DefaultDockerStopTimeout = 10 * time.Second
 )
 
 // Load reads the file at path, applies defaults and the RM_ environment, and
@@ -158,6 +162,7 @@ func (c *Config) SetDefaults() {
 	durDef(&c.Scheduler.CreateRetryBackoff, DefaultCreateRetryBackoff)
 	durDef(&c.Scheduler.JobRetention, DefaultJobRetention)
 	durDef(&c.Scheduler.ReclaimMinIdle, DefaultSchedulerMinIdle)
+	durDef(&c.Scheduler.RecoveryInterval, DefaultRecoveryInterval)
 	def(&c.Provisioner.Listen, DefaultProvisionerListen)
 	if c.Provisioner.Concurrency == 0 {
 		c.Provisioner.Concurrency = DefaultConcurrency

@@ -403,6 +403,11 @@ func (c *Config) validateGlobal(v *validator) {
 			c.Streams.ReclaimMinIdle, c.Provisioner.CallTimeout, c.Provisioner.CallTimeout+ReclaimMargin)
 	}
 
+	if c.Scheduler.RecoveryInterval > 0 && c.Scheduler.RecoveryInterval < MinRecoveryInterval {
+		v.at(keyPath{"scheduler", "recovery_interval"},
+			"%s is shorter than %s: every pass costs at least one GitHub API call", c.Scheduler.RecoveryInterval, MinRecoveryInterval)
+	}
+
 	for _, l := range []struct {
 		path keyPath
 		addr string

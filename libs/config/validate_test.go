@@ -25,6 +25,7 @@ func TestParseValidMinimal(t *testing.T) {
 	require.Equal(t, DefaultName, cfg.Name)
 	require.Equal(t, DefaultCallTimeout+ReclaimMargin, cfg.Streams.ReclaimMinIdle)
 	require.Equal(t, DefaultReclaimMinIdle, cfg.Streams.ReclaimMinIdle)
+	require.Equal(t, DefaultRecoveryInterval, cfg.Scheduler.RecoveryInterval)
 	require.Equal(t, DefaultDockerImage, cfg.RunnerGroups[0].Backend.Docker.Image)
 	require.Equal(t, DefaultDockerStopTimeout, cfg.RunnerGroups[0].Backend.Docker.StopTimeout)
 	require.True(t, *cfg.RunnerGroups[0].RepositoryAccess.AllowsPublicRepositories)
@@ -180,6 +181,8 @@ func TestProblems(t *testing.T) {
 			"5m0s is not longer than provisioner.call_timeout (5m0s)"},
 		{"reclaim below a longer call timeout", group + "streams:\n  reclaim_min_idle: 6m #<\nprovisioner:\n  call_timeout: 10m\n", nil, "streams.reclaim_min_idle",
 			"use at least 11m0s"},
+		{"recovery interval too short", group + "scheduler:\n  recovery_interval: 5s #<\n", nil, "scheduler.recovery_interval",
+			"5s is shorter than 10s"},
 		{"max_body_bytes zero", group + "ingress:\n  max_body_bytes: 0 #<\n", nil, "ingress.max_body_bytes", "must be at least 1, got 0"},
 		{"max_body_bytes negative", group + "ingress:\n  max_body_bytes: -5 #<\n", nil, "ingress.max_body_bytes", "must be at least 1, got -5"},
 		{"concurrency zero", group + "provisioner:\n  concurrency: 0 #<\n", nil, "provisioner.concurrency", "must be at least 1, got 0"},

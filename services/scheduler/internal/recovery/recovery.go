@@ -53,9 +53,11 @@ const (
 	// deliveries of the last 3 days only.
 	DefaultMaxAge = 72 * time.Hour
 	// DefaultMaxPerPass bounds the redeliveries asked for in one pass
-	// (50 a minute at DefaultInterval, below GitHub's secondary limit of 80
-	// content-creating requests a minute).
+	// (RedeliveriesPerMinute at DefaultInterval).
 	DefaultMaxPerPass = 100
+	// RedeliveriesPerMinute is the pace MaxPerPassFor keeps, below GitHub's
+	// secondary limit of 80 content-creating requests a minute.
+	RedeliveriesPerMinute = 50
 	// DefaultMaxAttempts bounds the redeliveries asked for one GUID.
 	DefaultMaxAttempts = 3
 	// DefaultInFlightTimeout is how long a requested redelivery may take to
@@ -68,6 +70,12 @@ const (
 	// LeaseTask names the lease of the recovery (keys.Lease(LeaseTask)).
 	LeaseTask = "recovery"
 )
+
+// MaxPerPassFor is the MaxPerPass that keeps the redeliveries at
+// RedeliveriesPerMinute when a pass runs every interval (at least 1).
+func MaxPerPassFor(interval time.Duration) int {
+	return max(1, int(RedeliveriesPerMinute*interval/time.Minute))
+}
 
 // EventWorkflowJob is the only event recovered.
 const EventWorkflowJob = "workflow_job"

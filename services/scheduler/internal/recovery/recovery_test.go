@@ -441,3 +441,11 @@ func TestQueuedDeliveriesFirst(t *testing.T) {
 	require.Equal(t, []string{"queued-new", "completed-old"}, rep.Redelivered, "a waiting job first, then the oldest")
 	require.Equal(t, 1, rep.Deferred)
 }
+
+func TestMaxPerPassForKeepsThePace(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, DefaultMaxPerPass, MaxPerPassFor(DefaultInterval))
+	require.Equal(t, 25, MaxPerPassFor(30*time.Second))
+	require.Equal(t, 8, MaxPerPassFor(10*time.Second))
+	require.Equal(t, 1, MaxPerPassFor(time.Second))
+}

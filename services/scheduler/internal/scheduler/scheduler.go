@@ -79,7 +79,7 @@ func Run(ctx context.Context, app *service.App) error {
 		switch {
 		case err == nil:
 			rec = recovery.New(recovery.Options{Redis: app.Redis, Keys: app.Keys, Source: src, Owner: owner,
-				LeaseTTL: cfg.Scheduler.LeaseTTL, Registerer: app.Metrics, Logger: log})
+				MaxPerPass: recovery.MaxPerPassFor(cfg.Scheduler.RecoveryInterval), LeaseTTL: cfg.Scheduler.LeaseTTL, Registerer: app.Metrics, Logger: log})
 		case errors.Is(err, recovery.ErrNoSource):
 			log.Warn("missed-webhook recovery is off: it needs a GitHub App, or github.webhook_hook_id and github.webhook_organization with a token")
 		default:
@@ -121,7 +121,7 @@ func Run(ctx context.Context, app *service.App) error {
 	run("reconcile loop", func(ctx context.Context) error { return loop.Run(ctx, owner) })
 	run("health checks", checker.Run)
 	if rec != nil {
-		run("missed-webhook recovery", func(ctx context.Context) error { return rec.Run(ctx, recovery.DefaultInterval) })
+		run("missed-webhook recovery", func(ctx context.Context) error { return rec.Run(ctx, cfg.Scheduler.RecoveryInterval) })
 	}
 	wg.Wait()
 	close(errs)
