@@ -311,6 +311,9 @@ func (s *System) writeConfig(ingressPort int) error {
 			ReconcileInterval:  orDefault(o.ReconcileInterval, time.Second),
 			LeaseTTL:           5 * time.Second,
 			CreateRetryBackoff: time.Second,
+			// A missed "queued" webhook is recovered within seconds, not
+			// within the production default of 2 minutes.
+			RecoveryInterval: 15 * time.Second,
 		},
 		Provisioner: config.Provisioner{CallTimeout: time.Minute},
 		Streams:     config.Streams{ReclaimMinIdle: 90 * time.Second},
