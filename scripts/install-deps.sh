@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing runner-manager needs on a fresh
-# Debian machine: redis-server, protoc and shellcheck from Debian's packages,
-# staticcheck from the Go module proxy. Idempotent; installs only what is missing.
+# Debian machine: from Debian's packages redis-server, protoc (with its
+# well-known types) and shellcheck; from the Go module proxy staticcheck.
+# Idempotent; installs only what is missing.
 set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+# protoc's well-known types (google/protobuf/timestamp.proto) are only
+# recommended by protobuf-compiler, and recommends are not installed.
+[ -f /usr/include/google/protobuf/timestamp.proto ] || need_apt+=(libprotobuf-dev)
 
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
