@@ -64,9 +64,11 @@ func (r *Runtime) delete(ctx context.Context, d *rmv1.DeleteRunner) error {
 	if err != nil {
 		return fmt.Errorf("delete runner %s: %w", d.GetName(), err)
 	}
-	if d.GetOrganization() == "" {
-		// An orphan instance of no known group: it has no registration
-		// this manager could find (the health checks remove stale ones).
+	if d.GetOrganization() == "" || d.GetRegistrationGone() {
+		// An orphan instance of no known group has no registration this
+		// manager could find, and an ephemeral runner that completed its
+		// job was unregistered by GitHub (the health checks remove a
+		// registration that lingers anyway).
 		return nil
 	}
 	scope := scopeOf(d.GetOrganization(), d.GetRepository())

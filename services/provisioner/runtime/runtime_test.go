@@ -421,6 +421,25 @@ func TestDeleteFindsTheRegistrationByName(t *testing.T) {
 	require.Equal(t, "rt-linux-2", insts[0].Instance.Name)
 }
 
+// A runner whose job completed was unregistered by GitHub: the delete removes
+// the instance and makes no GitHub call, even when the registration lingers
+// (the health checks remove that one).
+func TestDeleteOfRegistrationGoneCallsNoGitHub(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	created := b.result(t, b.create(t, "rt-linux-1")).GetCreated()
+	require.NotNil(t, created)
+	res := b.result(t, b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Delete{
+		Delete: &rmv1.DeleteRunner{Name: "rt-linux-1", Group: "linux", BackendType: backendType, Organization: org,
+			GithubRunnerId: created.GetGithubRunnerId(), Reason: "job_completed", RegistrationGone: true},
+	}}))
+	require.NotNil(t, res.GetDeleted(), "result: %v", res)
+	require.Empty(t, b.mem.Instances())
+	require.Zero(t, b.gh.Calls(runtimetest.MethodDeleteRunner))
+	require.Zero(t, b.gh.Calls(runtimetest.MethodGetRunnerByName))
+	require.Len(t, b.gh.Runners(), 1, "the lingering registration is left to the health checks")
+}
+
 func TestDeleteRetryable(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

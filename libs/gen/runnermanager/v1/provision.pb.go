@@ -267,9 +267,13 @@ type DeleteRunner struct {
 	// Why: job_completed, time_to_start, time_to_live, orphan, admin, scale_down, ...
 	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
 	// JSON of the group's backend instance specification (for region/zones/project).
-	InstanceSpec  []byte `protobuf:"bytes,9,opt,name=instance_spec,json=instanceSpec,proto3" json:"instance_spec,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	InstanceSpec []byte `protobuf:"bytes,9,opt,name=instance_spec,json=instanceSpec,proto3" json:"instance_spec,omitempty"`
+	// The registration is known to be gone at GitHub (an ephemeral runner whose
+	// job completed): the provisioner deletes the instance only, saving an API
+	// call. A lingering registration is left to the health checks.
+	RegistrationGone bool `protobuf:"varint,10,opt,name=registration_gone,json=registrationGone,proto3" json:"registration_gone,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeleteRunner) Reset() {
@@ -363,6 +367,13 @@ func (x *DeleteRunner) GetInstanceSpec() []byte {
 		return x.InstanceSpec
 	}
 	return nil
+}
+
+func (x *DeleteRunner) GetRegistrationGone() bool {
+	if x != nil {
+		return x.RegistrationGone
+	}
+	return false
 }
 
 // ListInstances asks one provisioner replica for the instances of its backend that
@@ -1004,7 +1015,7 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\rinstance_spec\x18\t \x01(\fR\finstanceSpec\"Z\n" +
 	"\fCreateRunner\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.runnermanager.v1.RunnerSpecR\x04spec\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\xa7\x02\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\xd4\x02\n" +
 	"\fDeleteRunner\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12!\n" +
@@ -1017,7 +1028,9 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"repository\x12(\n" +
 	"\x10github_runner_id\x18\a \x01(\x03R\x0egithubRunnerId\x12\x16\n" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12#\n" +
-	"\rinstance_spec\x18\t \x01(\fR\finstanceSpec\"6\n" +
+	"\rinstance_spec\x18\t \x01(\fR\finstanceSpec\x12+\n" +
+	"\x11registration_gone\x18\n" +
+	" \x01(\bR\x10registrationGone\"6\n" +
 	"\rListInstances\x12%\n" +
 	"\x0einstance_specs\x18\x01 \x03(\fR\rinstanceSpecs\"\xa0\x02\n" +
 	"\x10ProvisionCommand\x12\x1d\n" +

@@ -133,6 +133,8 @@ func (b *Builder) Delete(ctx context.Context, r state.Runner, reason string) (st
 		InstanceId:     r.InstanceID,
 		GithubRunnerId: r.GitHubRunnerID,
 		Reason:         reason,
+		// The ephemeral runner's registration goes with its job.
+		RegistrationGone: state.RegistrationGone(r, reason),
 	}
 	if g := b.cfg.Group(r.Group); g != nil {
 		d.Organization, d.Repository = g.Organization, g.Repository

@@ -70,6 +70,29 @@ func TestCommands(t *testing.T) {
 	require.Equal(t, "acme", d.GetOrganization())
 	require.Equal(t, "app", d.GetRepository())
 	require.NotEmpty(t, d.GetInstanceSpec())
+	require.False(t, d.GetRegistrationGone(), "an admin delete removes the registration")
+
+	// GitHub unregisters an ephemeral runner once the job it started is
+	// done: the provisioner is told not to spend an API call on it. One
+	// not busy may never have received its (cancelled) job.
+	busy, idle := r, r
+	busy.State, idle.State = state.Busy, state.Idle
+	for _, tc := range []struct {
+		r      state.Runner
+		reason string
+		gone   bool
+	}{
+		{busy, state.ReasonJobCompleted, true},
+		{idle, state.ReasonJobCompleted, false},
+		{idle, state.ReasonRegistrationGone, true},
+		{busy, state.ReasonTimeToLive, false},
+		{idle, state.ReasonTimeToStart, false},
+		{idle, state.ReasonScaleDown, false},
+	} {
+		del, err := b.Delete(ctx, tc.r, tc.reason)
+		require.NoError(t, err)
+		require.Equal(t, tc.gone, decode(t, del).GetDelete().GetRegistrationGone(), "%s %s", tc.r.State, tc.reason)
+	}
 
 	// A group removed from the configuration still gets its runners deleted.
 	del, err = b.Delete(ctx, state.Runner{Name: "rm-old-x", Group: "old", Backend: "aws"}, state.ReasonTimeToLive)

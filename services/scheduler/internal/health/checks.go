@@ -139,9 +139,6 @@ func (c *Checker) timeToLive(ctx context.Context, recs records, rep *Report) err
 	return errors.Join(errs...)
 }
 
-// ReasonRegistrationGone: an idle runner whose registration GitHub no longer lists.
-const ReasonRegistrationGone = "registration_gone"
-
 // timeToStart deletes pending and started runners older than time_to_start
 // that GitHub does not show online, and marks idle those it shows online and
 // not busy (check 1). Idle runners whose registration GitHub no longer lists
@@ -165,7 +162,7 @@ func (c *Checker) timeToStart(ctx context.Context, recs records, lists map[githu
 				// Idle means GitHub showed it online; a registration gone
 				// since was used up (its in_progress and completed events
 				// lost) or removed: it can take no job any more.
-				ok, err := c.requestDelete(ctx, r, []state.State{state.Idle}, ReasonRegistrationGone)
+				ok, err := c.requestDelete(ctx, r, []state.State{state.Idle}, state.ReasonRegistrationGone)
 				if err != nil {
 					errs = append(errs, err)
 				} else if ok {

@@ -562,7 +562,7 @@ func TestIdleRegistrationGone(t *testing.T) {
 	e.clock.Advance(health.DefaultBusyGrace)
 	rep = e.runOnce()
 	require.Equal(t, []string{gone}, rep.RegistrationGone)
-	require.Equal(t, health.ReasonRegistrationGone, e.deletes()[gone])
+	require.Equal(t, state.ReasonRegistrationGone, e.deletes()[gone])
 	require.Equal(t, state.Idle, e.runner(kept).State)
 }
 

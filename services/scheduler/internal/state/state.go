@@ -193,4 +193,18 @@ const (
 	ReasonLateCreate   = "created_without_record"
 	ReasonTimeToStart  = "time_to_start"
 	ReasonTimeToLive   = "time_to_live"
+	// ReasonRegistrationGone: an idle runner whose registration GitHub no
+	// longer lists.
+	ReasonRegistrationGone = "registration_gone"
 )
+
+// RegistrationGone tells whether the delete of r for reason finds no
+// registration at GitHub to remove: GitHub unregisters an ephemeral runner
+// once the job it started is done, and registration_gone says GitHub no
+// longer lists it. A runner not busy when its job completed may never have
+// received the job (cancelled first) and still be registered. A registration
+// that lingers anyway, offline and without a record, is removed by the health
+// checks' GitHub-orphan pass.
+func RegistrationGone(r Runner, reason string) bool {
+	return reason == ReasonRegistrationGone || reason == ReasonJobCompleted && r.State == Busy
+}
