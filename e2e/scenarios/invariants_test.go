@@ -163,16 +163,10 @@ func settled(t *testing.T, sys *harness.System, within time.Duration) {
 		if names, _ := rdb.Keys(ctx, k.Runner("*")).Result(); len(names) > 0 {
 			problems = append(problems, fmt.Sprintf("records=%d", len(names)))
 		}
-		if stats, err := sys.FakeStats(ctx); err == nil {
-			if r, _ := stats["runners"].(map[string]any); r != nil {
-				if n, _ := r["registered"].(float64); n > 0 {
-					problems = append(problems, fmt.Sprintf("registered at GitHub=%v", n))
-				}
-			}
-			// The fake's stats carry the count at the top level.
-			if n, _ := stats["runners_registered"].(float64); n > 0 {
-				problems = append(problems, fmt.Sprintf("registered at GitHub=%v", n))
-			}
+		if stats, err := sys.FakeStats(ctx); err != nil {
+			problems = append(problems, fmt.Sprintf("fake GitHub stats: %v", err))
+		} else if n, ok := stats["runners_registered"].(float64); !ok || n > 0 {
+			problems = append(problems, fmt.Sprintf("registered at GitHub=%v", stats["runners_registered"]))
 		}
 		for _, s := range []string{k.Events(), k.Provision("docker")} {
 			for _, g := range groupsOf(ctx, rdb, s) {
