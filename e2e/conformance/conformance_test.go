@@ -14,9 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -32,9 +29,8 @@ import (
 
 	"github.com/runner-manager/runner-manager/e2e/fakegithub"
 	"github.com/runner-manager/runner-manager/e2e/fakerunner"
+	"github.com/runner-manager/runner-manager/e2e/reference"
 )
-
-const specFile = "github-actions-runners.openapi.json"
 
 // routesToCover are the operations the fake must serve, each seen at least once
 // with a documented success status.
@@ -78,17 +74,6 @@ var webhookSchemas = map[string]string{
 	"ping/":                    "ping",
 }
 
-// referenceDir finds shared/reference: $RM_REFERENCE_DIR, else beside the
-// repository's top level.
-func referenceDir(t *testing.T) string {
-	if d := os.Getenv("RM_REFERENCE_DIR"); d != "" {
-		return d
-	}
-	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
-	require.NoError(t, err, "find the repository top level (or set RM_REFERENCE_DIR)")
-	return filepath.Join(strings.TrimSpace(string(out)), "..", "shared", "reference")
-}
-
 type spec struct {
 	doc      *openapi3.T
 	router   routers.Router
@@ -108,9 +93,8 @@ func init() {
 
 func loadSpec(t *testing.T, serverURL string) *spec {
 	t.Helper()
-	path := filepath.Join(referenceDir(t), specFile)
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err, "the OpenAPI reference is required: %s", path)
+	raw, err := reference.OpenAPI()
+	require.NoError(t, err, "the OpenAPI reference (e2e/reference, or $RM_REFERENCE_DIR)")
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(raw)
 	require.NoError(t, err)

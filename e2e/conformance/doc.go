@@ -1,6 +1,5 @@
 // Package conformance holds the test that keeps the fake GitHub honest: every
 // response of the fake, on every route a runner manager uses, and every webhook
 // it sends, is validated against GitHub's official OpenAPI description
-// (../shared/reference/github-actions-runners.openapi.json beside the repository,
-// or $RM_REFERENCE_DIR).
+// (e2e/reference, a copy of ../shared/reference, or $RM_REFERENCE_DIR).
 package conformance

@@ -5,36 +5,22 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/runner-manager/runner-manager/e2e/reference"
 	"github.com/runner-manager/runner-manager/e2e/webhooktest"
 )
 
-const referenceFile = "shared/reference/github-actions-runners.openapi.json"
-
 // webhookSchemas returns the x-webhooks request body schemas of GitHub's
-// OpenAPI description, found in shared/reference beside the work tree or any
-// of its parents.
+// OpenAPI description (e2e/reference).
 func webhookSchemas(t *testing.T) map[string]*openapi3.Schema {
 	t.Helper()
-	dir, err := os.Getwd()
+	raw, err := reference.OpenAPI()
 	require.NoError(t, err)
-	var raw []byte
-	for d := dir; ; d = filepath.Dir(d) {
-		if b, err := os.ReadFile(filepath.Join(d, referenceFile)); err == nil {
-			raw = b
-			break
-		}
-		if filepath.Dir(d) == d {
-			t.Fatalf("%s not found above %s", referenceFile, dir)
-		}
-	}
 	var doc struct {
 		Webhooks map[string]struct {
 			Post struct {
