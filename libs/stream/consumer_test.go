@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -376,7 +377,10 @@ func TestPoisonEntryGoesToDLQ(t *testing.T) {
 			require.Equal(t, int64(0), b.pending(t), "dead letter still pending")
 			require.Equal(t, int64(3), handled.Load(), "handler calls")
 			require.Equal(t, int64(tt.wantCallbacks), callbacks.Load(), "OnDeadLetter calls")
-			require.Equal(t, 1.0, testutil.ToFloat64(metricVec(t, reg, "runner_manager_stream_dead_lettered_total")))
+			// Counted after the move to the DLQ: wait for it.
+			eventually(t, 20*time.Second, func() bool {
+				return counterSum(t, reg, "runner_manager_stream_dead_lettered_total") == 1
+			}, "dead-lettered counter")
 		})
 	}
 }
@@ -473,7 +477,11 @@ func TestTwoReplicasHandleEachEntryOnce(t *testing.T) {
 	}
 	require.Equal(t, n, perConsumer["replica-1"]+perConsumer["replica-2"])
 	t.Logf("per consumer: %v", perConsumer)
-	require.Equal(t, float64(n), testutil.ToFloat64(metricVec(t, reg, "runner_manager_stream_handled_total")))
+	// Counted after the acknowledgement: wait for it.
+	eventually(t, 20*time.Second, func() bool {
+		return counterSum(t, reg, "runner_manager_stream_handled_total") == float64(n)
+	}, "handled counter")
+	require.Equal(t, float64(n), testutil.ToFloat64(metricVec(t, reg, "runner_manager_stream_handled_total")), "outcomes other than ok")
 }
 
 func TestShutdownLosesNothing(t *testing.T) {
@@ -568,6 +576,32 @@ func TestPanicIsRecovered(t *testing.T) {
 		t.Fatalf("Run returned after a panic: %v", r.err)
 	default:
 	}
+	// The outcome is counted after the acknowledgement: wait for it rather
+	// than read it the moment the entry is no longer pending.
+	want := map[string]float64{stream.OutcomePanic: 1, stream.OutcomeOK: 1}
+	eventually(t, 20*time.Second, func() bool { return maps.Equal(handledOutcomes(t, reg), want) }, "outcome counters")
+	require.Equal(t, want, handledOutcomes(t, reg))
+}
+
+// counterSum adds up the series of a counter family, 0 when it has none yet.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// handledOutcomes reads runner_manager_stream_handled_total by outcome.
+func handledOutcomes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	outcomes := map[string]float64{}
@@ -582,7 +616,7 @@ func TestPanicIsRecovered(t *testing.T) {
 			}
 		}
 	}
-	require.Equal(t, map[string]float64{stream.OutcomePanic: 1, stream.OutcomeOK: 1}, outcomes)
+	return outcomes
 }
 
 // An entry trimmed away while pending is acknowledged and skipped, whether
