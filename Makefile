@@ -2,7 +2,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-MODULES  := libs services/ingress services/scheduler services/provisioner e2e charts/tests
+MODULES  := $(shell scripts/modules.sh)
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/runner-manager/runner-manager/libs/service.Version=$(VERSION)
 GOBUILD  := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(go env GOPATH)/bin:$PATH"
 export PATH
-modules=(libs services/ingress services/scheduler services/provisioner e2e charts/tests)
+mapfile -t modules < <(scripts/modules.sh)
 
 unformatted=$(gofmt -l "${modules[@]}")
 if [ -n "$unformatted" ]; then

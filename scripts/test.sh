@@ -7,9 +7,27 @@ PATH="$(go env GOPATH)/bin:$PATH"
 export PATH
 export TESTCONTAINERS_RYUK_DISABLED=true
 mode=${1:-all}
-modules=(libs services/ingress services/scheduler services/provisioner e2e charts/tests)
+# The modules of go.work; e2e last, it takes longest.
+mapfile -t modules < <(scripts/modules.sh | grep -vx e2e; echo e2e)
 
-step() { printf '\n=== %s\n' "$*" >&2; }
+# Each phase's duration, printed at the end.
+phases=()
+phase_name="" phase_start=0
+step() {
+  phase_end
+  printf '\n=== %s\n' "$*" >&2
+  phase_name=$* phase_start=$SECONDS
+}
+phase_end() {
+  [ -n "$phase_name" ] && phases+=("$(printf '%6ds  %s' $((SECONDS - phase_start)) "$phase_name")")
+  phase_name=""
+}
+summary() {
+  phase_end
+  printf '\n=== durations (total %ds)\n' "$SECONDS" >&2
+  printf '%s\n' "${phases[@]}" >&2
+}
+trap summary EXIT
 
 if [ "$mode" = all ]; then
   step "generated code"
