@@ -230,11 +230,22 @@ type RunnerBootstrap struct {
 	StartupScript string `yaml:"startup_script" json:"startup_script,omitempty"`
 	// RunnerUser is the unprivileged user the runner runs as.
 	RunnerUser string `yaml:"runner_user" json:"runner_user,omitempty"`
-	// BlockMetadataServer forbids the runner user (so every job) to reach the
-	// instance metadata server (169.254.169.254), where the JIT configuration
-	// stays readable; it also hides the instance's cloud credentials from jobs.
-	BlockMetadataServer bool `yaml:"block_metadata_server" json:"block_metadata_server,omitempty"`
+	// BlockMetadataServer forbids the runner user (so every job) and the
+	// containers a job starts to reach the instance metadata server
+	// (169.254.169.254, fd00:ec2::254, fd20:ce::254; DNS on port 53 stays
+	// open), where the JIT configuration stays readable; it also hides the
+	// instance's cloud credentials from jobs. Absent means true: see
+	// BlocksMetadataServer.
+	BlockMetadataServer *bool `yaml:"block_metadata_server" json:"block_metadata_server,omitempty"`
 }
+
+// BlocksMetadataServer is block_metadata_server with its default, true.
+func (b RunnerBootstrap) BlocksMetadataServer() bool {
+	return b.BlockMetadataServer == nil || *b.BlockMetadataServer
+}
+
+// Bool returns a pointer to v, for the optional booleans of the file.
+func Bool(v bool) *bool { return &v }
 
 // AWSSpec is the instance specification of an EC2 runner.
 type AWSSpec struct {
