@@ -317,7 +317,8 @@ type GCPSpec struct {
 	ExternalIP bool `yaml:"external_ip" json:"external_ip,omitempty"`
 	// ServiceAccount email of the instances; empty for none.
 	ServiceAccount string `yaml:"service_account" json:"service_account,omitempty"`
-	// Scopes of the service account; empty for cloud-platform.
+	// Scopes of the service account; empty for logging.write and
+	// monitoring.write only (never cloud-platform unless listed here).
 	Scopes []string `yaml:"scopes" json:"scopes,omitempty"`
 	// Labels added to the instances (besides the ownership labels).
 	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`
