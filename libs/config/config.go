@@ -3,6 +3,8 @@
 package config
 
 import (
+	"path"
+	"strings"
 	"time"
 )
 
@@ -30,7 +32,16 @@ const (
 	// DefaultReclaimMinIdle is streams.reclaim_min_idle with every default:
 	// DefaultCallTimeout + ReclaimMargin.
 	DefaultReclaimMinIdle = DefaultCallTimeout + ReclaimMargin
-	DefaultDockerImage    = "ghcr.io/actions/actions-runner:latest"
+	// DefaultDockerImage is the official runner image, pinned to a release
+	// (actions/runner v2.330.0, 2025-11-19): never "latest", so an upgrade
+	// is a change of this file or of the group's image.
+	DefaultDockerImage = "ghcr.io/actions/actions-runner:2.330.0"
+	// DefaultDockerPidsLimit bounds the processes of a runner container (a
+	// fork bomb stops there); pids_limit: -1 lifts it.
+	DefaultDockerPidsLimit = 4096
+	// DefaultDockerMemory is the memory limit of a runner container whose
+	// group sets none; memory: "0" lifts it.
+	DefaultDockerMemory = "4g"
 )
 
 // Config is the whole file. Field comments are the documentation of each key;
@@ -203,19 +214,61 @@ type DockerSpec struct {
 	Command []string `yaml:"command" json:"command,omitempty"`
 	// CPUs limit (e.g. 2 or 0.5), 0 for none.
 	CPUs float64 `yaml:"cpus" json:"cpus,omitempty"`
-	// Memory limit in bytes or with a unit suffix (512m, 4g), empty for none.
+	// Memory limit in bytes or with a unit suffix (512m, 4g); empty for
+	// DefaultDockerMemory, "0" for none.
 	Memory string `yaml:"memory" json:"memory,omitempty"`
-	// Network is a network name, or "host"; empty for the engine's default bridge.
+	// PidsLimit bounds the processes of the container; 0 for
+	// DefaultDockerPidsLimit, -1 for none.
+	PidsLimit int64 `yaml:"pids_limit" json:"pids_limit,omitempty"`
+	// Network is a network name, "host" (unsafe: the runner shares the
+	// host's network and reaches every service on its loopback), or "none";
+	// empty for the bridge the provisioner makes for runners,
+	// "<name>-runners" (DockerRunnerNetwork), never the services' network.
 	Network string `yaml:"network" json:"network,omitempty"`
 	// Env adds environment variables (never secrets of the manager).
 	Env map[string]string `yaml:"env" json:"env,omitempty"`
-	// Volumes as "source:target[:ro]". Mounting /var/run/docker.sock gives jobs
-	// root on the host: only for trusted repositories.
+	// Volumes as "source:target[:ro]". The Docker socket (docker.sock, or a
+	// directory that holds it: /run, /var/run, /var, /) is refused: it would
+	// give every job root on the host.
 	Volumes []string `yaml:"volumes" json:"volumes,omitempty"`
+	// Security hardens the container further, for jobs that need no sudo.
+	Security *DockerSecurity `yaml:"security" json:"security,omitempty"`
 	// StopTimeout is the grace period given to the runner on delete.
 	StopTimeout time.Duration `yaml:"stop_timeout" json:"stop_timeout,omitempty"`
 	// Host overrides the Docker daemon address (DOCKER_HOST by default).
 	Host string `yaml:"host" json:"host,omitempty"`
+}
+
+// DockerSecurity are the options of a group whose jobs need no sudo.
+// Runner containers are never privileged, whatever these say.
+type DockerSecurity struct {
+	// NoNewPrivileges forbids gaining privileges through setuid binaries:
+	// sudo stops working in the job.
+	NoNewPrivileges bool `yaml:"no_new_privileges" json:"no_new_privileges,omitempty"`
+	// CapDrop lists the capabilities to drop (ALL, NET_RAW, CHOWN, ...).
+	CapDrop []string `yaml:"cap_drop" json:"cap_drop,omitempty"`
+}
+
+// DockerRunnerNetwork is the name of the bridge the Docker provisioner
+// makes for the runners of the manager called name.
+func DockerRunnerNetwork(name string) string { return name + "-runners" }
+
+// IsDockerSocketMount tells whether a bind source is the Docker socket or a
+// directory that holds it (a job with the socket is root on the host).
+func IsDockerSocketMount(source string) bool {
+	if !strings.HasPrefix(source, "/") {
+		return strings.HasSuffix(source, "docker.sock") // a relative path, not a named volume
+	}
+	clean := path.Clean(source)
+	if path.Base(clean) == "docker.sock" {
+		return true
+	}
+	for _, sock := range []string{"/var/run/docker.sock", "/run/docker.sock"} {
+		if clean == "/" || strings.HasPrefix(sock, clean+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // RunnerBootstrap is the runner installation on a VM, shared by AWS and GCP.
@@ -230,11 +283,22 @@ type RunnerBootstrap struct {
 	StartupScript string `yaml:"startup_script" json:"startup_script,omitempty"`
 	// RunnerUser is the unprivileged user the runner runs as.
 	RunnerUser string `yaml:"runner_user" json:"runner_user,omitempty"`
-	// BlockMetadataServer forbids the runner user (so every job) to reach the
-	// instance metadata server (169.254.169.254), where the JIT configuration
-	// stays readable; it also hides the instance's cloud credentials from jobs.
-	BlockMetadataServer bool `yaml:"block_metadata_server" json:"block_metadata_server,omitempty"`
+	// BlockMetadataServer forbids the runner user (so every job) and the
+	// containers a job starts to reach the instance metadata server
+	// (169.254.169.254, fd00:ec2::254, fd20:ce::254; DNS on port 53 stays
+	// open), where the JIT configuration stays readable; it also hides the
+	// instance's cloud credentials from jobs. Absent means true: see
+	// BlocksMetadataServer.
+	BlockMetadataServer *bool `yaml:"block_metadata_server" json:"block_metadata_server,omitempty"`
 }
+
+// BlocksMetadataServer is block_metadata_server with its default, true.
+func (b RunnerBootstrap) BlocksMetadataServer() bool {
+	return b.BlockMetadataServer == nil || *b.BlockMetadataServer
+}
+
+// Bool returns a pointer to v, for the optional booleans of the file.
+func Bool(v bool) *bool { return &v }
 
 // AWSSpec is the instance specification of an EC2 runner.
 type AWSSpec struct {
@@ -306,7 +370,8 @@ type GCPSpec struct {
 	ExternalIP bool `yaml:"external_ip" json:"external_ip,omitempty"`
 	// ServiceAccount email of the instances; empty for none.
 	ServiceAccount string `yaml:"service_account" json:"service_account,omitempty"`
-	// Scopes of the service account; empty for cloud-platform.
+	// Scopes of the service account; empty for logging.write and
+	// monitoring.write only (never cloud-platform unless listed here).
 	Scopes []string `yaml:"scopes" json:"scopes,omitempty"`
 	// Labels added to the instances (besides the ownership labels).
 	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`

@@ -182,6 +182,10 @@ func (c *Config) SetDefaults() {
 				g.Backend.Docker = &DockerSpec{}
 			}
 			def(&g.Backend.Docker.Image, DefaultDockerImage)
+			def(&g.Backend.Docker.Memory, DefaultDockerMemory)
+			if g.Backend.Docker.PidsLimit == 0 {
+				g.Backend.Docker.PidsLimit = DefaultDockerPidsLimit
+			}
 			durDef(&g.Backend.Docker.StopTimeout, DefaultDockerStopTimeout)
 		}
 	}

@@ -15,7 +15,8 @@ func (g *RunnerGroup) InstanceSpecJSON() ([]byte, error) {
 	case BackendDocker:
 		d := g.Backend.Docker
 		if d == nil {
-			d = &DockerSpec{Image: DefaultDockerImage, StopTimeout: DefaultDockerStopTimeout}
+			d = &DockerSpec{Image: DefaultDockerImage, StopTimeout: DefaultDockerStopTimeout,
+				Memory: DefaultDockerMemory, PidsLimit: DefaultDockerPidsLimit}
 		}
 		spec = d
 	case BackendAWS:

@@ -13,7 +13,7 @@ func TestInstanceSpecJSONRoundTrip(t *testing.T) {
 		Env: map[string]string{"A": "b"}, Volumes: []string{"/a:/b:ro"}, StopTimeout: 7 * time.Second, Host: "unix:///d.sock"}
 	aws := &AWSSpec{Region: "r", LaunchTemplate: &LaunchTemplate{ID: "lt-1", Version: "$Latest"}, InstanceTypes: []string{"t3.large"},
 		Subnets: []string{"s1", "s2"}, SecurityGroups: []string{"sg"}, RootVolumeSizeGB: 50, Tags: map[string]string{"t": "v"},
-		Spot: true, SpotFallbackOnDemand: true, Bootstrap: RunnerBootstrap{RunnerVersion: "2.321.0", RunnerUser: "runner", BlockMetadataServer: true}}
+		Spot: true, SpotFallbackOnDemand: true, Bootstrap: RunnerBootstrap{RunnerVersion: "2.321.0", RunnerUser: "runner", BlockMetadataServer: Bool(true)}}
 	gcp := &GCPSpec{Project: "p", Zones: []string{"z1"}, MachineType: "m", ImageFamily: "f", ImageProject: "ip",
 		Labels: map[string]string{"l": "v"}, OperationTimeout: time.Minute, Bootstrap: RunnerBootstrap{RunnerSHA256: "ab"}}
 

@@ -618,6 +618,8 @@ var (
 	githubLogin = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$`)
 	githubRepo  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
 	sha256Hex   = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	// capabilityRe is a Linux capability name, with or without CAP_, or ALL.
+	capabilityRe = regexp.MustCompile(`^(?i:ALL|(CAP_)?[A-Z][A-Z_]*)$`)
 )
 
 func (c *Config) validateBackend(v *validator, g *RunnerGroup, p keyPath) {
@@ -671,6 +673,20 @@ func validateDocker(v *validator, d *DockerSpec, p keyPath) {
 		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || !strings.HasPrefix(parts[1], "/") ||
 			(len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") {
 			v.at(p.with("volumes", i), "%q is not source:/target[:ro|rw]", vol)
+			continue
+		}
+		if IsDockerSocketMount(parts[0]) {
+			v.at(p.with("volumes", i), "%q mounts the Docker socket (or a directory that holds it): every job would be root on the host", vol)
+		}
+	}
+	if d.PidsLimit < -1 {
+		v.at(p.with("pids_limit"), "must be -1 (no limit) or more, got %d", d.PidsLimit)
+	}
+	if d.Security != nil {
+		for i, c := range d.Security.CapDrop {
+			if !capabilityRe.MatchString(c) {
+				v.at(p.with("security", "cap_drop", i), "%q is not a capability name (ALL, NET_RAW, CAP_CHOWN, ...)", c)
+			}
 		}
 	}
 	for k := range d.Env {

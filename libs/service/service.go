@@ -107,7 +107,7 @@ func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx con
 	}
 	cfg, err := config.Load(*configPath)
 	if *check {
-		return printCheck(stdout, stderr, *configPath, err)
+		return printCheck(stdout, stderr, *configPath, cfg, err)
 	}
 	log := NewLogger(stderr, opts.Binary)
 	if err != nil {
@@ -125,8 +125,11 @@ func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx con
 	return 0
 }
 
-func printCheck(stdout, stderr io.Writer, path string, err error) int {
+func printCheck(stdout, stderr io.Writer, path string, cfg *config.Config, err error) int {
 	if err == nil {
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
+		}
 		fmt.Fprintf(stdout, "%s: configuration is valid\n", path)
 		return 0
 	}

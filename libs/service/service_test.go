@@ -119,3 +119,15 @@ func mustSecrets(t *testing.T) config.Secrets {
 	require.NoError(t, err)
 	return s
 }
+
+// --check-config passes a valid configuration and warns about each group
+// that lets public repositories (so forks' pull requests) use it.
+func TestCheckConfigWarnsAboutPublicRepositories(t *testing.T) {
+	setSecrets(t)
+	var out, errOut bytes.Buffer
+	code := service.Run(service.Options{Binary: "scheduler"}, []string{"--config", writeFile(t, validConfig), "--check-config"}, &out, &errOut, noRun)
+	require.Equal(t, 0, code, errOut.String())
+	require.Contains(t, out.String(), "configuration is valid")
+	require.Contains(t, errOut.String(), `warning: runner_groups[0]: group "small" allows public repositories`)
+	require.Contains(t, errOut.String(), "pull requests from forks")
+}

@@ -31,6 +31,9 @@ const Concurrency = 8
 // Run runs the scheduler until ctx is cancelled.
 func Run(ctx context.Context, app *service.App) error {
 	cfg, log := app.Config, app.Log
+	for _, w := range cfg.Warnings() {
+		log.Warn(w.Message, "key", w.Path)
+	}
 	m := metrics.New(app.Metrics)
 	builder := command.New(cfg, nil)
 	store := state.New(app.Redis, app.Keys, state.Options{

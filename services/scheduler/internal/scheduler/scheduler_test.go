@@ -1,11 +1,14 @@
 package scheduler_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,4 +83,52 @@ func TestRunWiresEverything(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("Run did not return after cancel")
 	}
+}
+
+// The scheduler's start log warns about each group that lets public
+// repositories (so forks' pull requests) use it.
+func TestStartLogWarnsAboutPublicRepositories(t *testing.T) {
+	rdb := redistest.Client(t)
+	cfg := &config.Config{
+		Name: redistest.NewName("sched"),
+		RunnerGroups: []config.RunnerGroup{{
+			Name: "pool", Organization: "acme", MaxRunners: 1, Labels: []string{"linux"},
+			Backend: config.Backend{Type: "docker"},
+		}},
+	}
+	cfg.SetDefaults()
+	var logs syncBuffer
+	app := service.NewApp("scheduler", cfg, slog.New(slog.NewJSONHandler(&logs, nil)), rdb)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- scheduler.Run(ctx, app) }()
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), `group \"pool\" allows public repositories`)
+	}, 20*time.Second, 20*time.Millisecond, "logs:\n%s", &logs)
+	require.Contains(t, logs.String(), `"level":"WARN"`)
+	require.Contains(t, logs.String(), "pull requests from forks")
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("the scheduler did not stop")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -357,9 +357,13 @@ func (b *Backend) input(r backend.RunnerSpec, userData string, a attempt, token 
 		ClientToken:                       aws.String(token),
 		UserData:                          aws.String(userData),
 		InstanceInitiatedShutdownBehavior: types.ShutdownBehaviorTerminate,
+		// IMDSv2 only, and a hop limit of 1: the token's response does not
+		// survive one more hop, so a container on the instance (a job's
+		// docker run) gets no token and no instance credentials.
 		MetadataOptions: &types.InstanceMetadataOptionsRequest{
-			HttpTokens:   types.HttpTokensStateRequired,
-			HttpEndpoint: types.InstanceMetadataEndpointStateEnabled,
+			HttpTokens:              types.HttpTokensStateRequired,
+			HttpEndpoint:            types.InstanceMetadataEndpointStateEnabled,
+			HttpPutResponseHopLimit: aws.Int32(1),
 		},
 		TagSpecifications: []types.TagSpecification{
 			{ResourceType: types.ResourceTypeInstance, Tags: tags},

@@ -199,6 +199,8 @@ func TestCreateRequest(t *testing.T) {
 		{"SubnetId", i.SubnetID, "subnet-a"},
 		{"InstanceInitiatedShutdownBehavior", i.InstanceInitiatedShutdownBehavior, "terminate"},
 		{"MetadataOptions.HttpTokens", i.HTTPTokens, "required"},
+		{"MetadataOptions.HttpPutResponseHopLimit", i.Params.Get("MetadataOptions.HttpPutResponseHopLimit"), "1"},
+		{"MetadataOptions.HttpEndpoint", i.Params.Get("MetadataOptions.HttpEndpoint"), "enabled"},
 		{"IamInstanceProfile", i.IAMInstanceProfile, "ci-runner"},
 		{"SecurityGroupIds", strings.Join(i.SecurityGroupIDs, ","), "sg-1,sg-2"},
 		{"root volume size", i.RootVolumeSize, "64"},

@@ -60,7 +60,7 @@ type Data struct {
 	// JITConfigMetadataKey is the metadata attribute holding the
 	// configuration (GCP); empty on AWS.
 	JITConfigMetadataKey string
-	// BlockMetadataServer: see config.RunnerBootstrap.
+	// BlockMetadataServer: see config.RunnerBootstrap (the default applied).
 	BlockMetadataServer bool
 }
 
@@ -103,7 +103,7 @@ func New(b config.RunnerBootstrap) (*Script, error) {
 		RunnerVersion:       b.RunnerVersion,
 		RunnerSHA256:        strings.ToLower(b.RunnerSHA256),
 		RunnerUser:          b.RunnerUser,
-		BlockMetadataServer: b.BlockMetadataServer,
+		BlockMetadataServer: b.BlocksMetadataServer(),
 	}
 	// The default archive has a known checksum; any other needs its own.
 	custom := (b.RunnerVersion != "" && b.RunnerVersion != DefaultRunnerVersion) || b.RunnerDownloadURL != ""
@@ -136,7 +136,7 @@ func New(b config.RunnerBootstrap) (*Script, error) {
 		text = b.StartupScript
 	}
 	tmpl, err := template.New("startup").Option("missingkey=error").Funcs(template.FuncMap{
-		"shellquote": ShellQuote,
+		"shellquote": shellquoteAny,
 	}).Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bootstrap.startup_script: %v", errInvalid, err)
@@ -178,6 +178,10 @@ func (s *Script) Render(v Vars) (string, error) {
 	}
 	return sb.String(), nil
 }
+
+// shellquoteAny is the template's shellquote: it quotes any value (a Cloud,
+// a bool) as the text it prints.
+func shellquoteAny(v any) string { return ShellQuote(fmt.Sprint(v)) }
 
 // ShellQuote quotes s as one word for a POSIX shell: inside single quotes,
 // an embedded single quote closes them, adds an escaped quote and reopens them.

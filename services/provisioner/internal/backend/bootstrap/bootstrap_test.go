@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"text/template/parse"
 
 	"github.com/runner-manager/runner-manager/libs/config"
 )
@@ -62,8 +63,9 @@ func TestBuiltinTemplate(t *testing.T) {
 				"ExecStopPost=+$SYSTEMCTL poweroff",
 				"export ACTIONS_RUNNER_INPUT_JITCONFIG",
 				"exec ./run.sh\n",
+				"block_metadata iptables 169.254.169.254", // on by default
 			},
-			excludes: []string{"metadata.google.internal", "iptables"},
+			excludes: []string{"metadata.google.internal"},
 		},
 		{
 			name: "gcp fetches the JIT config from the metadata server",
@@ -72,15 +74,17 @@ func TestBuiltinTemplate(t *testing.T) {
 				RunnerDownloadURL:   "https://mirror.example/runner-{version}.tar.gz",
 				RunnerSHA256:        strings.Repeat("AB", 32),
 				RunnerUser:          "ci",
-				BlockMetadataServer: true,
+				BlockMetadataServer: config.Bool(true),
 			},
 			vars: Vars{Cloud: GCP, RunnerName: "rm-g-abc", Group: "g", JITConfigMetadataKey: "runner-jitconfig", JITConfig: jit},
 			contains: []string{
-				"http://metadata.google.internal/computeMetadata/v1/instance/attributes/runner-jitconfig",
+				"JIT_METADATA_KEY='runner-jitconfig'\n",
+				`"http://metadata.google.internal/computeMetadata/v1/instance/attributes/$JIT_METADATA_KEY"`,
 				"RUNNER_URL='https://mirror.example/runner-2.330.1.tar.gz'",
 				"RUNNER_SHA256='" + strings.Repeat("ab", 32) + "'",
 				"RUNNER_USER='ci'",
-				"iptables -I OUTPUT -d 169.254.169.254",
+				"block_metadata iptables 169.254.169.254",
+				"block_metadata ip6tables fd00:ec2::254 fd20:ce::254",
 			},
 			excludes: []string{jit, "JITCONFIG='", "/var/lib/cloud"},
 		},
@@ -129,7 +133,7 @@ func TestCustomTemplate(t *testing.T) {
 
 func TestShellQuoteRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, s := range []string{"", "plain", "it's", `a"b$c\d` + "`e`", "'''", "new\nline"} {
+	for _, s := range []string{"", "plain", "it's", `a"b$c\d` + "`e`", "'''", "new\nline", "$(touch /tmp/x)", "`id`", "a'$(b)'\n`c`\\"} {
 		out, err := exec.Command("bash", "-c", "printf %s "+ShellQuote(s)).Output()
 		if err != nil {
 			t.Fatalf("bash: %v", err)
@@ -222,5 +226,177 @@ func TestWrapperPassesTheJITConfigThroughTheEnvironment(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, "jitconfig")); !os.IsNotExist(err) {
 		t.Errorf("the JIT config file is still there: %v", err)
+	}
+}
+
+// Every value the built-in template writes into the script goes through
+// shellquote: an action that prints anything else (in a comment too: a
+// newline ends the comment) would let a value become a command.
+func TestBuiltinTemplateQuotesEveryValue(t *testing.T) {
+	t.Parallel()
+	trees, err := parse.Parse("startup", Builtin(), "", "", map[string]any{"shellquote": shellquoteAny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.ActionNode:
+			cmds := n.Pipe.Cmds
+			last := cmds[len(cmds)-1]
+			if id, ok := last.Args[0].(*parse.IdentifierNode); !ok || id.Ident != "shellquote" || len(n.Pipe.Decl) > 0 {
+				t.Errorf("line %d: %s is not quoted with shellquote", n.Line, n)
+			}
+		case *parse.IfNode:
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.List)
+			walk(n.ElseList)
+		}
+	}
+	for _, tree := range trees {
+		walk(tree.Root)
+	}
+}
+
+// Hostile values (a runner name or group with quotes, $(), backticks and
+// newlines) stay one word: each appears once, inside its quoted assignment,
+// and the script still parses.
+func TestHostileValuesStayQuoted(t *testing.T) {
+	t.Parallel()
+	hostile := "x'\n$(touch /tmp/pwned)`id`\"\n; rm -rf / #"
+	for _, v := range []Vars{
+		{Cloud: AWS, RunnerName: hostile + "name", Group: hostile + "group", JITConfig: config.Secret(hostile + "jit")},
+		{Cloud: GCP, RunnerName: hostile + "name", Group: hostile + "group", JITConfigMetadataKey: "runner-jitconfig"},
+	} {
+		script := render(t, config.RunnerBootstrap{}, v)
+		check(t, script)
+		values := map[string]string{"RUNNER_NAME=": v.RunnerName, "RUNNER_GROUP=": v.Group}
+		if v.Cloud == AWS {
+			values["JITCONFIG="] = v.JITConfig.Value()
+		}
+		for assign, value := range values {
+			if want := assign + ShellQuote(value) + "\n"; !strings.Contains(script, want) {
+				t.Errorf("%s: the script lacks %q", v.Cloud, want)
+			}
+			if n := strings.Count(script, ShellQuote(value)); n != 1 {
+				t.Errorf("%s: %q appears %d times, want once (its quoted assignment)", v.Cloud, value, n)
+			}
+			script = strings.ReplaceAll(script, ShellQuote(value), "")
+		}
+		if strings.Contains(script, "touch /tmp/pwned") {
+			t.Errorf("%s: a hostile value is in the script outside its quoted assignment", v.Cloud)
+		}
+	}
+}
+
+// The metadata block of the built-in script, run in a network namespace of
+// its own (unshare -rn): with iptables it rejects TCP to the metadata
+// addresses (IPv4 and both IPv6 ones) but port 53, from the runner user
+// (OUTPUT) and from what a job starts (FORWARD, DOCKER-USER); with only nft
+// it installs the same rules as one table; with neither it fails.
+func TestMetadataBlockInstallsTheRules(t *testing.T) {
+	t.Parallel()
+	script := render(t, config.RunnerBootstrap{BlockMetadataServer: config.Bool(true)}, Vars{Cloud: GCP, JITConfigMetadataKey: "k"})
+	_, rest, ok := strings.Cut(script, "# BEGIN metadata block\n")
+	block, _, ok2 := strings.Cut(rest, "# END metadata block\n")
+	if !ok || !ok2 {
+		t.Fatal("no metadata block in the script")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, path, after string) (string, error) {
+		t.Helper()
+		prog := "set -Eeuo pipefail\nlog() { echo \"LOG: $*\"; }\nfail() { echo FAIL; exit 3; }\nRUNNER_UID=0\n" +
+			"PATH=" + ShellQuote(path) + "\n" + block + "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n" + after
+		out, err := exec.Command(unshare, "-rn", bash, "-c", prog).CombinedOutput()
+		return string(out), err
+	}
+	sbin := func(t *testing.T, names ...string) string {
+		t.Helper()
+		dir := t.TempDir()
+		for _, n := range names {
+			p, err := exec.LookPath(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(p, filepath.Join(dir, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+
+	t.Run("iptables", func(t *testing.T) {
+		t.Parallel()
+		out, err := run(t, os.Getenv("PATH")+":/usr/sbin:/sbin", "iptables -S; ip6tables -S")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, addr := range []string{"169.254.169.254/32", "fd00:ec2::254/128", "fd20:ce::254/128"} {
+			for _, rule := range []string{
+				"-A OUTPUT -d " + addr + " -p tcp -m tcp ! --dport 53 -m owner --uid-owner 0 -j REJECT --reject-with tcp-reset",
+				"-A FORWARD -d " + addr + " -p tcp -m tcp ! --dport 53 -j REJECT --reject-with tcp-reset",
+				"-A DOCKER-USER -d " + addr + " -p tcp -m tcp ! --dport 53 -j REJECT --reject-with tcp-reset",
+			} {
+				if !strings.Contains(out, rule+"\n") {
+					t.Errorf("no rule %q in:\n%s", rule, out)
+				}
+			}
+		}
+	})
+	t.Run("nft only", func(t *testing.T) {
+		t.Parallel()
+		out, err := run(t, sbin(t, "nft"), "nft list table inet runner_manager_metadata")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, rule := range []string{
+			"meta skuid 0 ip daddr 169.254.169.254 tcp dport != 53 reject with tcp reset",
+			"meta skuid 0 ip6 daddr { fd00:ec2::254, fd20:ce::254 } tcp dport != 53 reject with tcp reset",
+			"ip daddr 169.254.169.254 tcp dport != 53 reject with tcp reset",
+			"type filter hook forward",
+		} {
+			if !strings.Contains(out, rule) {
+				t.Errorf("no %q in:\n%s", rule, out)
+			}
+		}
+	})
+	t.Run("neither", func(t *testing.T) {
+		t.Parallel()
+		out, err := run(t, t.TempDir(), "")
+		if err == nil || !strings.Contains(out, "neither iptables nor nft") || !strings.Contains(out, "FAIL") {
+			t.Errorf("the block did not fail without iptables and nft: %v\n%s", err, out)
+		}
+	})
+}
+
+// block_metadata_server is on unless the group turns it off.
+func TestMetadataBlockIsOnByDefault(t *testing.T) {
+	t.Parallel()
+	on := render(t, config.RunnerBootstrap{}, Vars{Cloud: AWS, JITConfig: "x"})
+	if !strings.Contains(on, "# BEGIN metadata block") {
+		t.Error("the default script does not block the metadata server")
+	}
+	off := render(t, config.RunnerBootstrap{BlockMetadataServer: config.Bool(false)}, Vars{Cloud: AWS, JITConfig: "x"})
+	if strings.Contains(off, "metadata block") || strings.Contains(off, "iptables") {
+		t.Error("block_metadata_server: false still blocks")
 	}
 }

@@ -2,15 +2,23 @@
 // runner, on a Docker Engine (DESIGN §5, §6, §9).
 //
 // The JIT configuration reaches the container through its environment
-// (ACTIONS_RUNNER_INPUT_JITCONFIG, read by the official runner image's
-// entrypoint). Every container carries the ownership labels of
-// libs/backend; List and Delete never touch a container without this
+// (ACTIONS_RUNNER_INPUT_JITCONFIG, which the runner's run.sh reads; the
+// official image has no entrypoint and no command, so the backend starts
+// /home/runner/run.sh itself). Every container carries the ownership labels
+// of libs/backend; List and Delete never touch a container without this
 // manager's label. Create is idempotent by container name.
+//
+// Runners are confined (docs/security.md): never privileged, never the
+// Docker socket, a PID and a memory limit by default, and by default on a
+// bridge of their own that the backend creates (DockerRunnerNetwork), with
+// no traffic between containers.
 package docker
 
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -48,6 +57,26 @@ const EnvJITConfig = "ACTIONS_RUNNER_INPUT_JITCONFIG"
 // DefaultStopTimeout is the grace period of a runner whose spec sets none.
 const DefaultStopTimeout = 10 * time.Second
 
+// The official runner image: it has no entrypoint and no command; its
+// runner, started by RunnerCommand as RunnerUser, reads EnvJITConfig.
+const (
+	OfficialImage = "ghcr.io/actions/actions-runner"
+	RunnerCommand = "/home/runner/run.sh"
+	RunnerUser    = "runner"
+)
+
+// isOfficialImage tells whether ref names the official image, any tag or digest.
+func isOfficialImage(ref string) bool {
+	repo := ref
+	if i := strings.IndexByte(repo, '@'); i >= 0 {
+		repo = repo[:i]
+	}
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo = repo[:i]
+	}
+	return repo == OfficialImage
+}
+
 // Options configure a Backend.
 type Options struct {
 	// Manager is the manager's name, the value of the ownership label. Required.
@@ -69,6 +98,9 @@ type Backend struct {
 	cli     client.APIClient
 	log     *slog.Logger
 	now     func() time.Time
+
+	netMu    sync.Mutex
+	netReady bool // the runners' network was found or created
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -113,14 +145,21 @@ func (b *Backend) Close() error { return b.cli.Close() }
 // Create starts the runner's container, or returns the existing one (and
 // starts it if an earlier attempt created it without starting it).
 func (b *Backend) Create(ctx context.Context, r backend.RunnerSpec) (backend.Instance, error) {
-	inst, err := b.create(ctx, r)
+	inst, err := b.create(ctx, r, true)
 	return inst, scrub(err, r.JITConfig.Value())
 }
 
-func (b *Backend) create(ctx context.Context, r backend.RunnerSpec) (backend.Instance, error) {
+// create makes and starts the container; retry allows one more attempt
+// when the runners' network disappeared.
+func (b *Backend) create(ctx context.Context, r backend.RunnerSpec, retry bool) (backend.Instance, error) {
 	cfg, host, err := b.containerConfig(r)
 	if err != nil {
 		return backend.Instance{}, fmt.Errorf("create container %s: %w", r.Name, err)
+	}
+	if string(host.NetworkMode) == b.runnerNetwork() {
+		if err := b.ensureNetwork(ctx); err != nil {
+			return backend.Instance{}, fmt.Errorf("create container %s: %w", r.Name, err)
+		}
 	}
 	inst, err := b.createContainer(ctx, r.Name, cfg, host)
 	if err != nil {
@@ -131,6 +170,16 @@ func (b *Backend) create(ctx context.Context, r backend.RunnerSpec) (backend.Ins
 	}
 	if inst.State != nil && inst.State.Status == "created" {
 		if err := b.cli.ContainerStart(ctx, inst.ID, container.StartOptions{}); err != nil {
+			if retry && cerrdefs.IsNotFound(err) && string(host.NetworkMode) == b.runnerNetwork() && isNetworkMissing(err) {
+				// The runners' network was removed by hand since this
+				// backend made it (older engines check it only at start):
+				// make it again, and the container on it.
+				b.remove(context.WithoutCancel(ctx), inst.ID)
+				b.netMu.Lock()
+				b.netReady = false
+				b.netMu.Unlock()
+				return b.create(ctx, r, false)
+			}
 			err = classify(err)
 			if errors.Is(err, backend.ErrPermanent) {
 				// A container that cannot start (bad command, bad mount)
@@ -157,7 +206,7 @@ const (
 // and returns it; a container of that name already there is returned.
 func (b *Backend) createContainer(ctx context.Context, name string, cfg *container.Config, host *container.HostConfig) (container.InspectResponse, error) {
 	var netCfg *network.NetworkingConfig
-	pulled := false
+	pulled, netRetried := false, false
 	for attempt := 0; ; attempt++ {
 		resp, err := b.cli.ContainerCreate(ctx, cfg, host, netCfg, nil, name)
 		switch {
@@ -183,6 +232,15 @@ func (b *Backend) createContainer(ctx context.Context, name string, cfg *contain
 			if err := sleep(ctx, conflictWait); err != nil {
 				return inst, err
 			}
+		case cerrdefs.IsNotFound(err) && !netRetried && string(host.NetworkMode) == b.runnerNetwork() && isNetworkMissing(err):
+			// Removed by hand since this backend made it: make it again.
+			netRetried = true
+			b.netMu.Lock()
+			b.netReady = false
+			b.netMu.Unlock()
+			if err := b.ensureNetwork(ctx); err != nil {
+				return container.InspectResponse{}, err
+			}
 		case cerrdefs.IsNotFound(err) && !pulled && isImageMissing(err):
 			if err := b.pull(ctx, cfg.Image); err != nil {
 				return container.InspectResponse{}, err
@@ -203,6 +261,57 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+func isNetworkMissing(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "network") && strings.Contains(msg, "not found")
+}
+
+// runnerNetwork is the name of the runners' own bridge.
+func (b *Backend) runnerNetwork() string { return config.DockerRunnerNetwork(b.manager) }
+
+// BridgeName is the Linux interface of the runners' bridge of manager
+// (at most 15 characters), for the host's firewall rules (DOCKER-USER -i).
+func BridgeName(manager string) string {
+	sum := sha256.Sum256([]byte(manager))
+	return "rmr-" + hex.EncodeToString(sum[:4])
+}
+
+// ensureNetwork finds or creates the runners' bridge, once per Backend
+// (concurrent callers wait for the first). A network of that name made by
+// another replica at the same time is a success. The bridge carries the
+// ownership label; containers on it cannot reach each other.
+func (b *Backend) ensureNetwork(ctx context.Context) error {
+	b.netMu.Lock()
+	defer b.netMu.Unlock()
+	if b.netReady {
+		return nil
+	}
+	name := b.runnerNetwork()
+	_, err := b.cli.NetworkInspect(ctx, name, network.InspectOptions{})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect network %s: %w", name, classify(err))
+	}
+	if err != nil {
+		_, err = b.cli.NetworkCreate(ctx, name, network.CreateOptions{
+			Driver: "bridge",
+			Labels: map[string]string{backend.LabelManager: b.manager},
+			Options: map[string]string{
+				"com.docker.network.bridge.enable_icc": "false",
+				"com.docker.network.bridge.name":       BridgeName(b.manager),
+			},
+		})
+		switch {
+		case err == nil:
+			b.log.Info("created the runners' network", "network", name, "bridge", BridgeName(b.manager))
+		case cerrdefs.IsConflict(err):
+		default:
+			return fmt.Errorf("create network %s: %w", name, classify(err))
+		}
+	}
+	b.netReady = true
+	return nil
 }
 
 func isImageMissing(err error) bool {
@@ -259,6 +368,21 @@ func (b *Backend) containerConfig(r backend.RunnerSpec) (*container.Config, *con
 	stop := cmp.Or(spec.StopTimeout, DefaultStopTimeout)
 	stopSeconds := int(stop.Round(time.Second) / time.Second)
 
+	for _, vol := range spec.Volumes {
+		if src, _, _ := strings.Cut(vol, ":"); config.IsDockerSocketMount(src) {
+			return nil, nil, fmt.Errorf("volume %q mounts the Docker socket: %w", vol, backend.ErrPermanent)
+		}
+	}
+	if spec.Memory == "" {
+		if mem, err = config.ParseMemory(config.DefaultDockerMemory); err != nil {
+			return nil, nil, err
+		}
+	}
+	pids := cmp.Or(spec.PidsLimit, config.DefaultDockerPidsLimit)
+	if pids < -1 {
+		return nil, nil, fmt.Errorf("pids_limit %d: %w", pids, backend.ErrPermanent)
+	}
+
 	env := make([]string, 0, len(spec.Env)+1)
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		if k == EnvJITConfig {
@@ -282,19 +406,32 @@ func (b *Backend) containerConfig(r backend.RunnerSpec) (*container.Config, *con
 		Labels:      labels,
 		StopTimeout: &stopSeconds,
 	}
-	if len(spec.Command) > 0 {
+	switch {
+	case len(spec.Command) > 0:
 		cfg.Cmd = spec.Command
+	case isOfficialImage(cfg.Image):
+		// No entrypoint, no command in the image: start the runner.
+		cfg.Cmd = []string{RunnerCommand}
+		cfg.User = RunnerUser
 	}
 	host := &container.HostConfig{
-		NetworkMode:   container.NetworkMode(spec.Network),
+		NetworkMode:   container.NetworkMode(cmp.Or(spec.Network, b.runnerNetwork())),
+		Privileged:    false, // never, whatever the spec says
 		Binds:         slices.Clone(spec.Volumes),
 		AutoRemove:    false, // the manager removes, after reading what it needs
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		Resources: container.Resources{
-			NanoCPUs: int64(spec.CPUs * 1e9),
-			Memory:   mem,
+			NanoCPUs:  int64(spec.CPUs * 1e9),
+			Memory:    mem,
+			PidsLimit: &pids,
 		},
 		Init: boolPtr(true), // reap the job's processes, forward SIGTERM
+	}
+	if sec := spec.Security; sec != nil {
+		if sec.NoNewPrivileges {
+			host.SecurityOpt = []string{"no-new-privileges"}
+		}
+		host.CapDrop = slices.Clone(sec.CapDrop)
 	}
 	return cfg, host, nil
 }

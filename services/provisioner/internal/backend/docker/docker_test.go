@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/stretchr/testify/require"
 
@@ -158,6 +159,16 @@ func newManager(t *testing.T) string {
 		for _, c := range list {
 			if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
 				t.Errorf("cleanup: remove %v: %v", c.Names, err)
+			}
+		}
+		nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", manager))})
+		if err != nil {
+			t.Errorf("cleanup: list networks: %v", err)
+			return
+		}
+		for _, n := range nets {
+			if err := cli.NetworkRemove(ctx, n.ID); err != nil {
+				t.Errorf("cleanup: remove network %s: %v", n.Name, err)
 			}
 		}
 	})
@@ -407,4 +418,96 @@ func TestDeleteFindsContainersByLabel(t *testing.T) {
 	require.Error(t, err, "the leaked container is still there")
 	_, err = cli.ContainerInspect(context.Background(), theirs.ID)
 	require.NoError(t, err, "another manager's container was removed")
+}
+
+// A runner is confined by default: a PID and a memory limit, not
+// privileged, on the runners' own bridge (created once, with the manager's
+// label, even by concurrent creates; no traffic between its containers);
+// the security section adds no-new-privileges and dropped capabilities.
+func TestCreateConfinesTheContainer(t *testing.T) {
+	t.Parallel()
+	manager := newManager(t)
+	cli := dockerClient(t)
+	b := open(t, manager)
+	names := make([]string, 4)
+	errs := make(chan error, len(names))
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-linux-%d", manager, i)
+		spec := config.DockerSpec{Image: testImage}
+		if i == 0 {
+			spec.Security = &config.DockerSecurity{NoNewPrivileges: true, CapDrop: []string{"ALL"}}
+		}
+		go func() {
+			_, err := b.Create(context.Background(), backend.RunnerSpec{Name: names[i], Group: "linux", JITConfig: "x",
+				InstanceSpec: specJSON(t, spec)})
+			errs <- err
+		}()
+	}
+	for range names {
+		require.NoError(t, <-errs)
+	}
+
+	nets, err := cli.NetworkList(context.Background(), network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", manager))})
+	require.NoError(t, err)
+	require.Len(t, nets, 1, "one network for every runner")
+	net := nets[0]
+	require.Equal(t, config.DockerRunnerNetwork(manager), net.Name)
+	require.Equal(t, "bridge", net.Driver)
+	require.Equal(t, manager, net.Labels[backend.LabelManager])
+	require.Equal(t, "false", net.Options["com.docker.network.bridge.enable_icc"])
+	require.Equal(t, docker.BridgeName(manager), net.Options["com.docker.network.bridge.name"])
+
+	for i, name := range names {
+		got, err := cli.ContainerInspect(context.Background(), name)
+		require.NoError(t, err)
+		h := got.HostConfig
+		require.False(t, h.Privileged)
+		require.NotNil(t, h.PidsLimit)
+		require.Equal(t, int64(config.DefaultDockerPidsLimit), *h.PidsLimit)
+		require.Equal(t, int64(4<<30), h.Memory)
+		require.Equal(t, config.DockerRunnerNetwork(manager), string(h.NetworkMode))
+		require.Contains(t, got.NetworkSettings.Networks, config.DockerRunnerNetwork(manager))
+		if i == 0 {
+			require.Equal(t, []string{"no-new-privileges"}, h.SecurityOpt)
+			require.Equal(t, []string{"ALL"}, []string(h.CapDrop))
+		} else {
+			require.Empty(t, h.SecurityOpt)
+			require.Empty(t, h.CapDrop)
+		}
+	}
+
+	// A network removed by hand (no container on it) is made again.
+	for _, name := range names {
+		require.NoError(t, b.Delete(context.Background(), name))
+	}
+	require.NoError(t, cli.NetworkRemove(context.Background(), net.ID))
+	_, err = b.Create(context.Background(), backend.RunnerSpec{Name: names[0], Group: "linux", JITConfig: "x",
+		InstanceSpec: specJSON(t, config.DockerSpec{Image: testImage})})
+	require.NoError(t, err)
+	_, err = cli.NetworkInspect(context.Background(), config.DockerRunnerNetwork(manager), network.InspectOptions{})
+	require.NoError(t, err)
+}
+
+// The limits and the network of the group win over the defaults; the
+// Docker socket is refused before anything is created.
+func TestCreateWithTheGroupsLimitsAndNoSocket(t *testing.T) {
+	t.Parallel()
+	manager := newManager(t)
+	cli := dockerClient(t)
+	b := open(t, manager)
+	name := manager + "-linux-1"
+	_, err := b.Create(context.Background(), backend.RunnerSpec{Name: name, Group: "linux", JITConfig: "x",
+		InstanceSpec: specJSON(t, config.DockerSpec{Image: testImage, Memory: "0", PidsLimit: -1, Network: "none"})})
+	require.NoError(t, err)
+	got, err := cli.ContainerInspect(context.Background(), name)
+	require.NoError(t, err)
+	require.Equal(t, int64(0), got.HostConfig.Memory)
+	require.Equal(t, "none", string(got.HostConfig.NetworkMode))
+	require.False(t, got.HostConfig.Privileged)
+
+	_, err = b.Create(context.Background(), backend.RunnerSpec{Name: manager + "-linux-2", Group: "linux", JITConfig: "x",
+		InstanceSpec: specJSON(t, config.DockerSpec{Image: testImage, Volumes: []string{"/var/run/docker.sock:/var/run/docker.sock"}})})
+	require.ErrorIs(t, err, backend.ErrPermanent)
+	_, err = cli.ContainerInspect(context.Background(), manager+"-linux-2")
+	require.Error(t, err, "a container with the Docker socket was created")
 }

@@ -56,8 +56,16 @@ const (
 const (
 	DefaultOperationTimeout = 3 * time.Minute
 	DefaultPageSize         = 500
-	DefaultScope            = "https://www.googleapis.com/auth/cloud-platform"
 )
+
+// DefaultScopes are the scopes of a service account whose group sets none:
+// the runner's own logs and metrics, nothing else. A group that wants more
+// (cloud-platform, then IAM decides) says so in scopes; OIDC is the better
+// way for jobs to reach the cloud (docs/security.md).
+var DefaultScopes = []string{
+	"https://www.googleapis.com/auth/logging.write",
+	"https://www.googleapis.com/auth/monitoring.write",
+}
 
 // requestNamespace is the UUID v5 namespace of the request ids.
 var requestNamespace = uuid.MustParse("6f1c7f7e-8f5e-4b7e-9a55-2f1d7b0c9e41")
@@ -364,7 +372,7 @@ func (b *Backend) resource(r backend.RunnerSpec, script, zone, model string) *co
 	if b.spec.ServiceAccount != "" {
 		scopes := b.spec.Scopes
 		if len(scopes) == 0 {
-			scopes = []string{DefaultScope}
+			scopes = slices.Clone(DefaultScopes)
 		}
 		inst.ServiceAccounts = []*computepb.ServiceAccount{{Email: proto.String(b.spec.ServiceAccount), Scopes: scopes}}
 	}

@@ -207,7 +207,9 @@ func TestInsertRequest(t *testing.T) {
 			Subnetwork:    proto.String("regions/europe-west1/subnetworks/runners"),
 			AccessConfigs: []*computepb.AccessConfig{{Name: proto.String("External NAT"), Type: proto.String("ONE_TO_ONE_NAT")}},
 		}},
-		ServiceAccounts:         []*computepb.ServiceAccount{{Email: proto.String(b.spec.ServiceAccount), Scopes: []string{DefaultScope}}},
+		ServiceAccounts: []*computepb.ServiceAccount{{Email: proto.String(b.spec.ServiceAccount), Scopes: []string{
+			"https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write",
+		}}},
 		Scheduling:              &computepb.Scheduling{AutomaticRestart: proto.Bool(false), OnHostMaintenance: proto.String("MIGRATE")},
 		AdvancedMachineFeatures: &computepb.AdvancedMachineFeatures{EnableNestedVirtualization: proto.Bool(true)},
 	}
@@ -221,11 +223,52 @@ func TestInsertRequest(t *testing.T) {
 		t.Errorf("metadata %s = %q, want the JIT config", MetadataJITConfig, v)
 	}
 	script, _ := got[0].Metadata(MetadataStartupScript)
-	if !strings.HasPrefix(script, "#!/bin/bash\n") || !strings.Contains(script, "instance/attributes/"+MetadataJITConfig) {
+	if !strings.HasPrefix(script, "#!/bin/bash\n") || !strings.Contains(script, "JIT_METADATA_KEY='"+MetadataJITConfig+"'\n") {
 		t.Errorf("startup-script is not the bootstrap script reading %s", MetadataJITConfig)
 	}
 	if got[0].RequestID != RequestID(r.Name, "europe-west1-b", "STANDARD", "") {
 		t.Errorf("requestId = %q", got[0].RequestID)
+	}
+}
+
+// The service account's scopes are the group's, or only logging.write and
+// monitoring.write: never cloud-platform unless the group says so. Without
+// a service account the instance has none.
+func TestServiceAccountScopes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		account string
+		scopes  []string
+		want    []*computepb.ServiceAccount
+	}{
+		{"none", "", nil, nil},
+		{"default scopes", "sa@p.iam.gserviceaccount.com", nil, []*computepb.ServiceAccount{{
+			Email:  proto.String("sa@p.iam.gserviceaccount.com"),
+			Scopes: []string{"https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write"},
+		}}},
+		{"explicit", "sa@p.iam.gserviceaccount.com", []string{"https://www.googleapis.com/auth/cloud-platform"}, []*computepb.ServiceAccount{{
+			Email: proto.String("sa@p.iam.gserviceaccount.com"), Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"},
+		}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.spec.ServiceAccount, b.spec.Scopes = tt.account, tt.scopes
+			if _, err := b.open(t).Create(ctx(t), runner("rm-test-linux-0001")); err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			got := b.fake.Instances()[0].Resource.GetServiceAccounts()
+			if len(got) != len(tt.want) {
+				t.Fatalf("service accounts %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if !proto.Equal(got[i], tt.want[i]) {
+					t.Errorf("service account %v, want %v", got[i], tt.want[i])
+				}
+			}
+		})
 	}
 }
 
