@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding"
 	"encoding/hex"
-	"strconv"
 )
 
 // Variants makes many distinct signed bodies from one payload cheaply, for
@@ -13,9 +12,10 @@ import (
 // (under any delivery id), so every request of a load test needs a body of
 // its own, and signing 10 KB per request would spend the CPU being measured.
 //
-// Body n is base with its closing brace replaced by `,"load_seq":n}`; the
-// HMAC-SHA256 state after the shared prefix is computed once, so a variant
-// costs a few SHA-256 blocks.
+// Body(id) is base with its closing brace replaced by `,"load_id":"<id>"}`;
+// the HMAC-SHA256 state after the shared prefix is computed once, so a
+// variant costs a few SHA-256 blocks. Use ids unique across runs against the
+// same Redis (the delivery id does).
 type Variants struct {
 	prefix []byte // base without its closing brace
 	inner  []byte // marshalled SHA-256 state after (key ^ ipad) || prefix
@@ -52,10 +52,11 @@ func NewVariants(secret string, base []byte) *Variants {
 	return v
 }
 
-// Body returns variant n and its X-Hub-Signature-256 value.
-func (v *Variants) Body(n int64) (body []byte, sig string) {
-	suffix := strconv.AppendInt([]byte(`,"load_seq":`), n, 10)
-	suffix = append(suffix, '}')
+// Body returns the variant id and its X-Hub-Signature-256 value. id must not
+// need JSON escaping (letters, digits, dashes).
+func (v *Variants) Body(id string) (body []byte, sig string) {
+	suffix := make([]byte, 0, 16+len(id))
+	suffix = append(append(append(suffix, `,"load_id":"`...), id...), `"}`...)
 	body = make([]byte, 0, len(v.prefix)+len(suffix))
 	body = append(append(body, v.prefix...), suffix...)
 

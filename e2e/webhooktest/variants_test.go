@@ -2,6 +2,7 @@ package webhooktest
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 )
 
@@ -10,7 +11,7 @@ func TestVariantsAreSignedLikeSign(t *testing.T) {
 		v := NewVariants(secret, Payload(ActionQueued, 9, []string{"self-hosted"}))
 		seen := map[string]bool{}
 		for n := range int64(5) {
-			body, sig := v.Body(n * 1000)
+			body, sig := v.Body("run-" + strconv.FormatInt(n*1000, 10))
 			if want := Sign(secret, body); sig != want {
 				t.Fatalf("variant %d: signature %s, want %s", n, sig, want)
 			}
@@ -18,8 +19,8 @@ func TestVariantsAreSignedLikeSign(t *testing.T) {
 			if err := json.Unmarshal(body, &doc); err != nil {
 				t.Fatalf("variant %d is not JSON: %v", n, err)
 			}
-			if doc["load_seq"] != float64(n*1000) || doc["action"] != ActionQueued {
-				t.Fatalf("variant %d: load_seq %v, action %v", n, doc["load_seq"], doc["action"])
+			if doc["load_id"] != "run-"+strconv.FormatInt(n*1000, 10) || doc["action"] != ActionQueued {
+				t.Fatalf("variant %d: load_id %v, action %v", n, doc["load_id"], doc["action"])
 			}
 			if seen[string(body)] {
 				t.Fatalf("variant %d repeats a body", n)

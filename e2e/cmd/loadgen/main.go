@@ -196,9 +196,10 @@ func load(ctx context.Context, o options) (*result, error) {
 				if due.IsZero() {
 					due = time.Now()
 				}
+				id := runID + "-" + strconv.FormatInt(n, 10)
 				var d delivery
-				d.body, d.sig = ds[int(n)%len(ds)].Body(n)
-				status := send.send(ctx, runID+"-"+strconv.FormatInt(n, 10), d)
+				d.body, d.sig = ds[int(n)%len(ds)].Body(id)
+				status := send.send(ctx, id, d)
 				if status == "canceled" {
 					break // the run ended with this request in flight: not counted
 				}

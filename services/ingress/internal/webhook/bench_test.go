@@ -60,10 +60,11 @@ func BenchmarkWebhook(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					n := seq.Add(1)
-					body, sig := variants[int(n)%len(variants)].Body(n)
+					delivery := "bench-" + strconv.FormatInt(n, 10) + "-" + bd.keys.Prefix()[1:9]
+					body, sig := variants[int(n)%len(variants)].Body(delivery)
 					req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(body))
 					req.Header.Set(webhooktest.HeaderEvent, "workflow_job")
-					req.Header.Set(webhooktest.HeaderDelivery, "bench-"+strconv.FormatInt(n, 10)+"-"+bd.keys.Prefix()[1:9])
+					req.Header.Set(webhooktest.HeaderDelivery, delivery)
 					req.Header.Set(webhooktest.HeaderSignature256, sig)
 					rec := httptest.NewRecorder()
 					bd.h.ServeHTTP(rec, req)
