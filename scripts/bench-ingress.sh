@@ -121,3 +121,9 @@ if [[ $guards != "$accepted_total" ]]; then
 	exit 1
 fi
 echo "== every accepted delivery ($accepted_total) is recorded"
+bodies=$(redis-cli -p "$redis_port" eval "return #redis.call('keys', '{bench}:body:*')" 0)
+# loadgen varies every body: each accepted delivery also left one body guard.
+if [[ $bodies != "$accepted_total" ]]; then
+	echo "bench-ingress: $accepted_total deliveries accepted but $bodies body guards recorded" >&2
+	exit 1
+fi

@@ -9,12 +9,13 @@
 #   3. the same with 1, 2 and 3 scheduler replicas
 #   4. GitHub API calls per job, by route
 #   5. Redis memory per runner and per pending job, resident memory of the services
+#   6. ingress resident memory under slow-body connections (scripts/bench-ingress-slow.sh)
 #   + benchmarks (with a CPU profile) of the scheduler's queued-job decision
 #
 # Everything runs on loopback with processes of its own (redis-server on free
 # ports); nothing is part of `make test`. Expects `make build` to have run
 # (make bench does it). Environment:
-#   ONLY="ingress dispatch github profile"  runs a subset
+#   ONLY="ingress slow dispatch github profile"  runs a subset
 #   JOBS=10000 DISPATCH_GROUPS=4 REPLICAS=1,2,3 PACED_JOBS=2000 PACED_RATE=200 MEMORY_JOBS=10000  (dispatch)
 #   GH_JOBS=1000 GH_MAX_RUNNERS=200 GH_JOB_SECONDS=5 GH_HEALTH_INTERVAL=10s            (GitHub calls)
 #   BENCH_DIR  keeps the logs and profiles there (default: a temporary directory, removed)
@@ -25,7 +26,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=$root/bin
 doc=${DOC:-$root/docs/benchmarks.md}
-only=${ONLY:-ingress dispatch github profile}
+only=${ONLY:-ingress slow dispatch github profile}
 work=${BENCH_DIR:-$(mktemp -d -t bench.XXXXXX)}
 mkdir -p "$work"
 if [[ -z ${BENCH_DIR:-} ]]; then
@@ -99,6 +100,29 @@ if wants ingress; then
 	else
 		log "figure 1 skipped: scripts/bench-ingress.sh is missing"
 	fi
+fi
+
+# --- 6. ingress memory under slow bodies ----------------------------------------
+if wants slow; then
+	log "figure 6: scripts/bench-ingress-slow.sh"
+	SLOW_CONNS="100 300" INGRESS_BIN=$bin/ingress scripts/bench-ingress-slow.sh | tee "$work/slow.out" >&2
+	awk -v machine="$machine" -v when="$when" '
+		/^== N=/ { n = substr($2, 3) }
+		/^rss_kib/ { before[n] = $3; held[n] = $5; peak[n] = $7; order[++k] = n }
+		/^per_conn/ { pc_held[n] = $3; pc_peak[n] = $6 }
+		/^answers/ { sub(/^answers +/, ""); answers[n] = $0 }
+		END {
+			printf "Measured %s on %s.\n\n", when, machine
+			print "| held connections | RSS before | RSS while held | peak RSS (VmHWM) | per connection, held | per connection, peak | answers |"
+			print "|---|---|---|---|---|---|---|"
+			for (i = 1; i <= k; i++) {
+				x = order[i]
+				printf "| %s | %.1f MiB | %.1f MiB | **%.1f MiB** | %s KiB | **%s KiB** | %s |\n", x, before[x]/1024, held[x]/1024, peak[x]/1024, pc_held[x], pc_peak[x], answers[x]
+			}
+			print ""
+			print "Each connection announces `Content-Length: 1048576` with a well-formed (wrong) `X-Hub-Signature-256` and sends one byte; a fresh ingress per row (default configuration), RSS from `/proc/<pid>/status`. Reproduce: `make build && ONLY=slow scripts/bench.sh`, or `scripts/bench-ingress-slow.sh` alone."
+		}' "$work/slow.out" >"$work/slow.md"
+	splice ingress-slow "$work/slow.md"
 fi
 
 # --- 2, 3, 5. dispatch, replicas, memory ---------------------------------------

@@ -29,6 +29,10 @@ func (k Keys) DLQ() string { return k.p + ":dlq" }
 // Delivery is the replay guard of one X-GitHub-Delivery.
 func (k Keys) Delivery(guid string) string { return k.p + ":delivery:" + guid }
 
+// Body is the replay guard of one signed webhook body, by the hex SHA-256 of
+// the raw body: GitHub signs the body, not X-GitHub-Delivery.
+func (k Keys) Body(sha256hex string) string { return k.p + ":body:" + sha256hex }
+
 // Runner is the record of one runner.
 func (k Keys) Runner(name string) string { return k.p + ":runner:" + name }
 

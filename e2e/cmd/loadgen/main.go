@@ -67,7 +67,7 @@ func run(args []string, out io.Writer) error {
 	fs.Float64Var(&o.rate, "rate", 0, "requests per second; 0 sends as fast as the clients can")
 	fs.Int64Var(&o.count, "count", 100_000, "stop after this many requests")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "stop after this long")
-	fs.IntVar(&o.bodies, "bodies", 512, "distinct pre-signed bodies to cycle through")
+	fs.IntVar(&o.bodies, "bodies", 512, "distinct prepared bodies to cycle through (each request varies one)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of one request")
 	fs.BoolVar(&o.stdClient, "net-http", false, "send with net/http's client instead of the lean HTTP/1.1 client (more CPU per request)")
 	if err := fs.Parse(args); err != nil {
@@ -126,18 +126,21 @@ type delivery struct {
 	sig  string
 }
 
-// prepare signs the bodies once: the load generator must not spend the CPU
-// the ingress is measured with. Every request still gets its own delivery id.
-func prepare(o options) []delivery {
+// prepare builds the bodies once: the load generator must not spend the CPU
+// the ingress is measured with. Every request still gets its own delivery id
+// and its own body (the ingress answers a signed body it already accepted
+// 200, unpublished): a variant of one of the prepared bodies, signed at the
+// cost of a few SHA-256 blocks (webhooktest.Variants).
+func prepare(o options) []*webhooktest.Variants {
 	actions := []string{webhooktest.ActionQueued, webhooktest.ActionInProgress, webhooktest.ActionCompleted}
 	labels := [][]string{{"self-hosted", "linux", "small"}, {"self-hosted", "linux", "x64", "large"}, {"self-hosted", "gpu"}}
-	ds := make([]delivery, o.bodies)
-	for i := range ds {
+	vs := make([]*webhooktest.Variants, o.bodies)
+	for i := range vs {
 		// 0 to 20 steps: bodies of 7 to 12 KB.
 		b := webhooktest.Payload(actions[i%3], int64(50_000_000+i), labels[i%3], webhooktest.WithSteps(i%21))
-		ds[i] = delivery{body: b, sig: webhooktest.Sign(o.secret, b)}
+		vs[i] = webhooktest.NewVariants(o.secret, b)
 	}
-	return ds
+	return vs
 }
 
 type result struct {
@@ -193,8 +196,10 @@ func load(ctx context.Context, o options) (*result, error) {
 				if due.IsZero() {
 					due = time.Now()
 				}
-				d := ds[int(n)%len(ds)]
-				status := send.send(ctx, runID+"-"+strconv.FormatInt(n, 10), d)
+				id := runID + "-" + strconv.FormatInt(n, 10)
+				var d delivery
+				d.body, d.sig = ds[int(n)%len(ds)].Body(id)
+				status := send.send(ctx, id, d)
 				if status == "canceled" {
 					break // the run ended with this request in flight: not counted
 				}

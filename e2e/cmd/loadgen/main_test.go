@@ -30,6 +30,11 @@ func server(t *testing.T, secret string) (*httptest.Server, *sync.Map) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
+		// Like the ingress: a repeated delivery id or a repeated body is a duplicate.
+		if _, dup := seen.LoadOrStore("body:"+string(body), true); dup {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		if _, dup := seen.LoadOrStore(r.Header.Get(webhooktest.HeaderDelivery), true); dup {
 			w.WriteHeader(http.StatusOK)
 			return
@@ -53,7 +58,7 @@ func TestLoadSendsSignedDistinctDeliveries(t *testing.T) {
 		require.Equal(t, map[string]int64{"202": 300}, r.statuses)
 		n := 0
 		seen.Range(func(any, any) bool { n++; return true })
-		require.Equal(t, 300, n, "every request has its own delivery id")
+		require.Equal(t, 600, n, "every request has its own delivery id and its own body")
 		var out bytes.Buffer
 		r.print(&out, o)
 		require.Contains(t, out.String(), "accepted   300")

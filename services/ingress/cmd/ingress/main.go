@@ -42,9 +42,12 @@ func run(ctx context.Context, app *service.App) error {
 		Redis:   app.Redis,
 		Secrets: app.Config.Secrets,
 		MaxBody: app.Config.Ingress.MaxBodyBytes,
-		MaxLen:  app.Config.Streams.MaxLen,
-		Metrics: app.Metrics,
-		Logger:  app.Log,
+		// The body's own deadline replaces the server's read deadline once a
+		// request has a read slot: never give it longer than read_timeout.
+		BodyTimeout: min(webhook.DefaultBodyTimeout, app.Config.Ingress.ReadTimeout),
+		MaxLen:      app.Config.Streams.MaxLen,
+		Metrics:     app.Metrics,
+		Logger:      app.Log,
 	})
 	if err != nil {
 		return err

@@ -2,20 +2,26 @@
 // webhook deliveries, drops replays, keeps what the scheduler needs of each
 // workflow_job and publishes it to {P}:events (DESIGN §1, §3, §6).
 //
-// A request goes through these steps, the first that decides answers:
+// A request goes through these steps, the first that decides answers. The
+// headers are judged before a byte of the body is read, and at most
+// MaxConcurrent requests read (and hold) a body at a time:
 //
-//  1. body larger than MaxBody: 413, nothing read past the limit;
-//  2. X-Hub-Signature-256 missing, malformed, or not the HMAC-SHA256 of the raw
-//     body under the current or the previous secret: 401;
-//  3. event ping: 200;
-//  4. any event other than workflow_job: 202, nothing published;
-//  5. workflow_job without a valid X-GitHub-Delivery, or whose body is not
+//  1. Content-Length larger than MaxBody: 413, nothing read;
+//  2. X-Hub-Signature-256 missing or malformed: 401, nothing read;
+//  3. no read slot free within QueueWait: 503 with Retry-After, nothing read;
+//  4. body larger than MaxBody (chunked): 413, nothing read past the limit;
+//     body not complete within BodyTimeout: 408;
+//  5. X-Hub-Signature-256 not the HMAC-SHA256 of the raw body under the
+//     current or the previous secret: 401;
+//  6. event ping: 200;
+//  7. any event other than workflow_job: 202, nothing published;
+//  8. workflow_job without a valid X-GitHub-Delivery, or whose body is not
 //     JSON or lacks action or workflow_job.id: 400;
-//  6. action waiting or unknown: 202, nothing published;
-//  7. queued, in_progress, completed: the replay guard and the XADD run in one
-//     Lua script; 202 when published, 200 when the delivery was already
-//     accepted;
-//  8. Redis unavailable: 503 (GitHub records the failure; it can be redelivered).
+//  9. action waiting or unknown: 202, nothing published;
+//  10. queued, in_progress, completed: the replay guards (delivery id and
+//     SHA-256 of the signed body) and the XADD run in one Lua script; 202 when
+//     published, 200 when the delivery or the same body was already accepted;
+//  11. Redis unavailable: 503 (GitHub records the failure; it can be redelivered).
 package webhook
 
 import (
@@ -32,6 +38,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -65,6 +72,23 @@ const DefaultTimeout = 2 * time.Second
 // maxDeliveryLen bounds X-GitHub-Delivery (a GUID is 36 characters).
 const maxDeliveryLen = 64
 
+// Defaults of the bound on the bodies read at once.
+const (
+	// DefaultMaxConcurrent requests may read a body at a time: at most
+	// DefaultMaxConcurrent x max_body_bytes (64 MiB at the default 1 MiB) of
+	// bodies are in memory, whatever the number of connections.
+	DefaultMaxConcurrent = 64
+	// DefaultQueueWait is how long a request waits for a read slot before it
+	// is answered 503: a burst of genuine deliveries (a matrix queued at
+	// once) waits a moment instead of failing; a flood is refused quickly.
+	// A waiting request holds no body memory.
+	DefaultQueueWait = time.Second
+	// DefaultBodyTimeout bounds the read of a body once it has a slot:
+	// GitHub sends its 7-12 KB at once, so a body still incomplete after
+	// this is a slow client, cut so that it frees its slot.
+	DefaultBodyTimeout = 5 * time.Second
+)
+
 // Options are the dependencies of a Handler.
 type Options struct {
 	// Keys names the delivery guard and the events stream. Required.
@@ -76,6 +100,15 @@ type Options struct {
 	Secrets config.Secrets
 	// MaxBody is the largest body accepted (default config.DefaultMaxBodyBytes).
 	MaxBody int64
+	// MaxConcurrent bounds the requests reading or holding a body at once
+	// (default DefaultMaxConcurrent).
+	MaxConcurrent int
+	// QueueWait is how long a request waits for one of the MaxConcurrent
+	// slots before a 503 (default DefaultQueueWait).
+	QueueWait time.Duration
+	// BodyTimeout bounds the read of the body once the request has a slot
+	// (default DefaultBodyTimeout). The server's ReadTimeout still applies.
+	BodyTimeout time.Duration
 	// MaxLen trims {P}:events with MAXLEN ~ (default config.DefaultStreamMaxLen).
 	MaxLen int64
 	// Timeout bounds the Redis call of one request (default DefaultTimeout).
@@ -98,10 +131,14 @@ type Handler struct {
 	maxBody int64
 	maxLen  int64
 	timeout time.Duration
-	metrics *metrics
-	log     *slog.Logger
-	tracer  trace.Tracer
-	now     func() time.Time
+	// slots holds one token per request reading or holding a body.
+	slots       chan struct{}
+	queueWait   time.Duration
+	bodyTimeout time.Duration
+	metrics     *metrics
+	log         *slog.Logger
+	tracer      trace.Tracer
+	now         func() time.Time
 }
 
 // NewHandler checks the options and returns the handler.
@@ -125,15 +162,18 @@ func NewHandler(o Options) (*Handler, error) {
 		tp = otel.GetTracerProvider()
 	}
 	h := &Handler{
-		keys:    o.Keys,
-		rdb:     o.Redis,
-		maxBody: cmp.Or(o.MaxBody, config.DefaultMaxBodyBytes),
-		maxLen:  cmp.Or(o.MaxLen, config.DefaultStreamMaxLen),
-		timeout: cmp.Or(o.Timeout, DefaultTimeout),
-		metrics: m,
-		log:     cmp.Or(o.Logger, slog.Default()),
-		tracer:  tp.Tracer("github.com/runner-manager/runner-manager/services/ingress/internal/webhook"),
-		now:     o.Now,
+		keys:        o.Keys,
+		rdb:         o.Redis,
+		maxBody:     cmp.Or(o.MaxBody, config.DefaultMaxBodyBytes),
+		maxLen:      cmp.Or(o.MaxLen, config.DefaultStreamMaxLen),
+		timeout:     cmp.Or(o.Timeout, DefaultTimeout),
+		slots:       make(chan struct{}, cmp.Or(o.MaxConcurrent, DefaultMaxConcurrent)),
+		queueWait:   cmp.Or(o.QueueWait, DefaultQueueWait),
+		bodyTimeout: cmp.Or(o.BodyTimeout, DefaultBodyTimeout),
+		metrics:     m,
+		log:         cmp.Or(o.Logger, slog.Default()),
+		tracer:      tp.Tracer("github.com/runner-manager/runner-manager/services/ingress/internal/webhook"),
+		now:         o.Now,
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -162,6 +202,9 @@ type result struct {
 	bytes    int
 	entryID  string
 	err      error
+	// unread: the body was not read to its end; the connection is closed
+	// after the answer instead of draining what the client still sends.
+	unread bool
 }
 
 // ServeHTTP handles one delivery.
@@ -177,8 +220,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	res := h.handle(ctx, w, r)
-	if res.status == http.StatusMethodNotAllowed {
+	switch res.status {
+	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+	}
+	if res.unread {
+		// Otherwise net/http reads up to 256 KB of the rest of the body
+		// before it sends the answer: a slow client would hold it.
+		w.Header().Set("Connection", "close")
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(res.status)
@@ -197,28 +248,50 @@ func (h *Handler) handle(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return res.done(http.StatusMethodNotAllowed, OutcomeBadRequest, nil)
 	}
 
-	// 1. Size, before reading anything.
+	// 1, 2. The headers, before reading anything: the size announced and the
+	// form of the signature.
+	res.unread = r.ContentLength != 0
 	if r.ContentLength > h.maxBody {
 		return res.done(http.StatusRequestEntityTooLarge, OutcomeTooLarge, nil)
 	}
-	buf := getBuffer(r.ContentLength)
+	want, ok := parseSignature(r.Header.Get(HeaderSignature256))
+	if !ok {
+		return res.done(http.StatusUnauthorized, OutcomeUnauthorized, nil)
+	}
+
+	// 3. A read slot: memory is held only by the requests that have one.
+	if !h.acquire(ctx) {
+		return res.done(http.StatusServiceUnavailable, OutcomeBusy, errors.New("no read slot free"))
+	}
+	defer h.release()
+
+	// 4. The body, in a buffer that grows with what arrives (never with what
+	// Content-Length announces), within BodyTimeout.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)) // unsupported only in tests
+	buf := getBuffer()
 	defer putBuffer(buf)
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody)); err != nil {
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return res.done(http.StatusRequestEntityTooLarge, OutcomeTooLarge, nil)
 		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return res.done(http.StatusRequestTimeout, OutcomeBadRequest, fmt.Errorf("read body: %w", err))
+		}
 		return res.done(http.StatusBadRequest, OutcomeBadRequest, fmt.Errorf("read body: %w", err))
 	}
+	res.unread = false
 	body := buf.Bytes()
 	res.bytes = len(body)
 	h.metrics.body.Observe(float64(len(body)))
 
-	// 2. Signature, before believing anything in the request.
-	if !h.verify(body, r.Header.Get(HeaderSignature256)) {
+	// 5. Signature, before believing anything in the request.
+	if !h.verify(body, &want) {
 		return res.done(http.StatusUnauthorized, OutcomeUnauthorized, nil)
 	}
 
-	// 3, 4. Events.
+	// 6, 7. Events.
 	switch res.event {
 	case eventPing:
 		return res.done(http.StatusOK, OutcomePing, nil)
@@ -227,11 +300,11 @@ func (h *Handler) handle(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return res.done(http.StatusAccepted, OutcomeIgnoredEvent, nil)
 	}
 
-	// 5. A workflow_job that can be published.
+	// 8. A workflow_job that can be published.
 	if !validDelivery(res.delivery) {
 		return res.done(http.StatusBadRequest, OutcomeBadRequest, errors.New("missing or invalid X-GitHub-Delivery"))
 	}
-	body, err := jsonBody(r.Header.Get("Content-Type"), body)
+	body, err = jsonBody(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		return res.done(http.StatusBadRequest, OutcomeBadRequest, err)
 	}
@@ -241,14 +314,15 @@ func (h *Handler) handle(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	res.action, res.jobID = truncate(p.Action), p.WorkflowJob.ID
 
-	// 6. Only the actions the scheduler acts on.
+	// 9. Only the actions the scheduler acts on.
 	switch p.Action {
 	case "queued", "in_progress", "completed":
 	default:
 		return res.done(http.StatusAccepted, OutcomeIgnoredAction, nil)
 	}
 
-	// 7. Replay guard and XADD, atomically.
+	// 10. Replay guards and XADD, atomically. The body guard is the SHA-256
+	// of the raw signed body: GitHub signs the body, not the delivery id.
 	values, err := stream.Values(ctx, stream.TypeWorkflowJob, p.event(res.delivery, h.now()))
 	if err != nil {
 		return res.done(http.StatusInternalServerError, OutcomeUnavailable, err)
@@ -260,13 +334,24 @@ func (h *Handler) handle(ctx context.Context, w http.ResponseWriter, r *http.Req
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
 	defer cancel()
 	t := time.Now()
-	id, err := publish(rctx, h.rdb, h.keys.Delivery(res.delivery), h.keys.Events(), h.maxLen, values)
+	sum := sha256.Sum256(buf.Bytes())
+	g := guard{
+		delivery: h.keys.Delivery(res.delivery),
+		body:     h.keys.Body(hex.EncodeToString(sum[:])),
+		guid:     res.delivery,
+	}
+	id, err := publish(rctx, h.rdb, g, h.keys.Events(), h.maxLen, values)
 	h.metrics.publish.Observe(time.Since(t).Seconds())
 	switch {
 	case errors.Is(err, errDuplicate):
 		return res.done(http.StatusOK, OutcomeDuplicate, nil)
+	case errors.Is(err, errDuplicateBody):
+		// A signed body already accepted under another delivery id: a
+		// replay, or the same event from a second hook. 200, so that
+		// nothing GitHub sends is ever shown as failed.
+		return res.done(http.StatusOK, OutcomeDuplicateBody, nil)
 	case err != nil:
-		// 8. GitHub records the failure; the delivery can be redelivered.
+		// 11. GitHub records the failure; the delivery can be redelivered.
 		return res.done(http.StatusServiceUnavailable, OutcomeUnavailable, err)
 	}
 	res.entryID = id
@@ -332,17 +417,47 @@ func (h *Handler) record(ctx context.Context, span trace.Span, res *result, d ti
 	}
 }
 
-// verify tells whether sig is "sha256=" and the hex HMAC-SHA256 of body under
-// one of the secrets, comparing in constant time.
-func (h *Handler) verify(body []byte, sig string) bool {
+// acquire takes a read slot, waiting at most queueWait; false when none came
+// free (or the client went away).
+func (h *Handler) acquire(ctx context.Context) bool {
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(h.queueWait)
+		defer t.Stop()
+		select {
+		case h.slots <- struct{}{}:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	h.metrics.reading.Inc()
+	return true
+}
+
+func (h *Handler) release() {
+	h.metrics.reading.Dec()
+	<-h.slots
+}
+
+// parseSignature returns the digest of an X-Hub-Signature-256 value, which
+// must be "sha256=" and 64 hex digits.
+func parseSignature(sig string) (want [sha256.Size]byte, ok bool) {
 	const prefix = "sha256="
 	if len(sig) != len(prefix)+2*sha256.Size || sig[:len(prefix)] != prefix {
-		return false
+		return want, false
 	}
-	var want [sha256.Size]byte
 	if _, err := hex.Decode(want[:], []byte(sig[len(prefix):])); err != nil {
-		return false
+		return want, false
 	}
+	return want, true
+}
+
+// verify tells whether want is the HMAC-SHA256 of body under one of the
+// secrets, comparing in constant time.
+func (h *Handler) verify(body []byte, want *[sha256.Size]byte) bool {
 	ok := false
 	var sum [sha256.Size]byte
 	for _, pool := range h.macs {
@@ -420,18 +535,17 @@ func putUint64(b []byte, v uint64) {
 
 // Body buffers are pooled: a delivery is 7-12 KB and nothing keeps a
 // reference to the body once the request is answered (the decoded strings
-// are copies).
+// are copies). A buffer grows with the bytes that arrive, never with the
+// Content-Length a client announces: announcing 1 MiB and sending one byte
+// costs one small buffer, not 1 MiB.
 var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-const maxPooledBuffer = 256 << 10
+// maxPooledBuffer: larger buffers (rare bodies) go back to the GC.
+const maxPooledBuffer = 64 << 10
 
-func getBuffer(contentLength int64) *bytes.Buffer {
+func getBuffer() *bytes.Buffer {
 	b := buffers.Get().(*bytes.Buffer)
 	b.Reset()
-	if contentLength > 0 {
-		// One more than the body, so ReadFrom sees EOF without growing.
-		b.Grow(int(contentLength) + bytes.MinRead)
-	}
 	return b
 }
 

@@ -269,9 +269,16 @@ func TestReplayGuard(t *testing.T) {
 	require.Greater(t, ttl, 71*time.Hour)
 	require.LessOrEqual(t, ttl, webhook.DeliveryTTL)
 
+	// The same signed body under another delivery id is a replay: 200, not
+	// published (TestBodyReplayWithNewDeliveryIsNotPublished).
+	rec := b.post(t, signed("workflow_job", webhooktest.NewDeliveryID(), body), body)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, webhook.OutcomeDuplicateBody+"\n", rec.Body.String())
+	require.Equal(t, int64(1), b.xlen(t))
+
 	// Another delivery of the same job (GitHub sends one per action) is published.
-	other := webhooktest.NewDeliveryID()
-	require.Equal(t, http.StatusAccepted, b.post(t, signed("workflow_job", other, body), body).Code)
+	next := webhooktest.Payload(webhooktest.ActionCompleted, 77, labels)
+	require.Equal(t, http.StatusAccepted, b.post(t, signed("workflow_job", webhooktest.NewDeliveryID(), next), next).Code)
 	require.Equal(t, int64(2), b.xlen(t))
 }
 

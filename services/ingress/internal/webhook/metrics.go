@@ -12,6 +12,7 @@ import (
 const (
 	OutcomePublished     = "published"      // 202: appended to {P}:events
 	OutcomeDuplicate     = "duplicate"      // 200: delivery already accepted, not published again
+	OutcomeDuplicateBody = "duplicate_body" // 200: same signed body already accepted under another delivery id
 	OutcomePing          = "ping"           // 200
 	OutcomeIgnoredEvent  = "ignored_event"  // 202: an event other than workflow_job
 	OutcomeIgnoredAction = "ignored_action" // 202: waiting, or an action the scheduler does not use
@@ -19,11 +20,13 @@ const (
 	OutcomeUnauthorized  = "unauthorized"   // 401: signature missing, malformed or wrong
 	OutcomeBadRequest    = "bad_request"    // 400: unreadable body, invalid payload or delivery id
 	OutcomeUnavailable   = "unavailable"    // 503: Redis did not answer; GitHub may redeliver
+	OutcomeBusy          = "busy"           // 503: no read slot free within the queue wait
 )
 
 var outcomes = [...]string{
-	OutcomePublished, OutcomeDuplicate, OutcomePing, OutcomeIgnoredEvent, OutcomeIgnoredAction,
-	OutcomeTooLarge, OutcomeUnauthorized, OutcomeBadRequest, OutcomeUnavailable,
+	OutcomePublished, OutcomeDuplicate, OutcomeDuplicateBody, OutcomePing, OutcomeIgnoredEvent,
+	OutcomeIgnoredAction, OutcomeTooLarge, OutcomeUnauthorized, OutcomeBadRequest, OutcomeUnavailable,
+	OutcomeBusy,
 }
 
 // Event label values. The X-GitHub-Event header is chosen by the caller (and
@@ -52,6 +55,7 @@ type metrics struct {
 	webhooks *prometheus.CounterVec
 	publish  prometheus.Histogram
 	body     prometheus.Histogram
+	reading  prometheus.Gauge
 	// counters is webhooks resolved once per label pair: no label hashing per request.
 	counters [len(eventLabels)]map[string]prometheus.Counter
 }
@@ -72,6 +76,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Size of the webhook bodies read (refused oversized bodies are not read).",
 			Buckets: prometheus.ExponentialBuckets(1024, 2, 11), // 1 KiB .. 1 MiB
 		}),
+		reading: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "runner_manager_ingress_body_reads_in_flight",
+			Help: "Requests holding one of the read slots (reading, verifying or publishing a body).",
+		}),
 	}
 	for i, ev := range eventLabels {
 		m.counters[i] = make(map[string]prometheus.Counter, len(outcomes))
@@ -80,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.webhooks, m.publish, m.body} {
+		for _, c := range []prometheus.Collector{m.webhooks, m.publish, m.body, m.reading} {
 			if err := reg.Register(c); err != nil {
 				var already prometheus.AlreadyRegisteredError
 				if errors.As(err, &already) {
