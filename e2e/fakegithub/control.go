@@ -31,6 +31,14 @@ type Faults struct {
 	// with X-RateLimit-Remaining: 0, X-RateLimit-Reset and Retry-After.
 	APIRateLimit        float64 `json:"api_rate_limit"`
 	APIRateLimitSeconds int     `json:"api_rate_limit_seconds"`
+	// DispatchAfterList models the race between a manager's runner list and
+	// GitHub's job assignment: while it is set, queued jobs are assigned to
+	// no runner; the next unfiltered runner list served clears it and, right
+	// after its response (which shows the runners idle), assigns the queued
+	// jobs to idle matching runners, which are busy from then on (a delete of
+	// their registration is refused, 422, as on GitHub). One-shot: counted
+	// as fault "dispatch_after_list".
+	DispatchAfterList bool `json:"dispatch_after_list"`
 }
 
 func (f Faults) validate() error {

@@ -294,3 +294,38 @@ func TestDeliveriesAreBounded(t *testing.T) {
 	require.Len(t, ds, 2)
 	require.Equal(t, "failed to connect", ds[0].Status, "no webhook URL: nothing is sent")
 }
+
+// DispatchAfterList: a job queued while it is set waits; the next runner
+// list shows the runner idle, and right after it the runner gets the job and
+// is busy: removing it is refused with GitHub's 422.
+func TestDispatchAfterList(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	a := e.register("acme", "", "surplus", 1, "x")
+	e.startOnline(a)
+	require.NoError(t, e.fake.SetFaults(fakegithub.Faults{DispatchAfterList: true}))
+	j, err := e.fake.QueueJob(fakegithub.JobSpec{Owner: "acme", Repo: "app", Labels: []string{"x"}, Duration: 200 * time.Millisecond})
+	require.NoError(t, err)
+	// A lookup by name is not the list the fault waits for.
+	e.call("GET", "/orgs/acme/actions/runners?name=surplus", nil, nil)
+	r, _ := e.fake.RunnerByName("surplus")
+	require.False(t, r.Busy)
+
+	var list struct {
+		Runners []map[string]any `json:"runners"`
+	}
+	require.Equal(t, http.StatusOK, e.call("GET", "/orgs/acme/actions/runners", nil, &list).StatusCode)
+	require.Len(t, list.Runners, 1)
+	require.Equal(t, false, list.Runners[0]["busy"], "the list shows the runner idle")
+	require.False(t, e.fake.Faults().DispatchAfterList, "one-shot")
+	require.EqualValues(t, 1, e.fake.Stats().Faults["dispatch_after_list"])
+
+	var body struct {
+		Message string `json:"message"`
+	}
+	resp := e.call("DELETE", fmt.Sprintf("/orgs/acme/actions/runners/%d", a.Runner.ID), nil, &body)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	require.Equal(t, `Bad request - Runner "surplus" is still running a job"`, body.Message)
+	done := e.waitJob(j.ID, fakegithub.StatusCompleted)
+	require.Equal(t, fakegithub.ConclusionSuccess, done.Conclusion)
+}

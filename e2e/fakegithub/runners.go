@@ -200,6 +200,12 @@ func (s *Server) listRunners(w http.ResponseWriter, r *http.Request) {
 		return sc.has(rn) && (name == "" || rn.name == name)
 	})
 	s.writeRunnerList(w, r, all)
+	if name == "" && s.faults.DispatchAfterList {
+		// The list said idle; GitHub hands out jobs the moment after.
+		s.faults.DispatchAfterList = false
+		s.stats.faults["dispatch_after_list"]++
+		s.dispatchAfterListLocked()
+	}
 }
 
 func (s *Server) writeRunnerList(w http.ResponseWriter, r *http.Request, all []*runner) {
@@ -510,6 +516,19 @@ func (s *Server) runnerComplete(w http.ResponseWriter, r *http.Request) {
 // dispatchLocked assigns queued jobs, oldest first, to idle online runners whose
 // labels contain the job's labels and whose group the job's repository may use.
 func (s *Server) dispatchLocked() {
+	if s.faults.DispatchAfterList {
+		return
+	}
+	s.assignLocked(false)
+}
+
+// dispatchAfterListLocked assigns the jobs held by the DispatchAfterList
+// fault; the runners that get one are busy at once.
+func (s *Server) dispatchAfterListLocked() { s.assignLocked(true) }
+
+// assignLocked assigns queued jobs to idle runners; busyNow marks a runner
+// busy on assignment rather than when it acknowledges the job.
+func (s *Server) assignLocked(busyNow bool) {
 	if s.closed {
 		return
 	}
@@ -532,6 +551,10 @@ func (s *Server) dispatchLocked() {
 			idle[i] = nil
 			rn.jobID = j.id
 			j.assignedTo = rn.id
+			if busyNow {
+				// Taken at once: GitHub refuses to remove the runner from now on.
+				rn.busy = true
+			}
 			rn.conn.send(runnerapi.Message{Type: runnerapi.TypeJob, Job: &runnerapi.Job{
 				ID: j.id, Owner: j.repo.owner, Repo: j.repo.name, Labels: j.labels, DurationMS: j.duration.Milliseconds(),
 			}})

@@ -12,6 +12,7 @@ import (
 const (
 	outcomeCreated      = "created"
 	outcomeDeleted      = "deleted"
+	outcomeBusy         = "busy"    // a delete refused by GitHub: the runner runs a job
 	outcomeSkipped      = "skipped" // a create of a runner deleted already
 	outcomeListed       = "listed"
 	outcomeRetry        = "retry"       // returned for another delivery
@@ -32,7 +33,7 @@ func newMetrics(backendType string, reg prometheus.Registerer) (*metrics, error)
 	m := &metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "runner_manager_provisioner_commands_total",
-			Help:        "Commands handled, by command (create, delete, list) and outcome (created, deleted, listed, retry, failed_<class>, dead_lettered, interrupted, poison).",
+			Help:        "Commands handled, by command (create, delete, list) and outcome (created, deleted, busy, listed, retry, failed_<class>, dead_lettered, interrupted, poison).",
 			ConstLabels: constLabels,
 		}, []string{"command", "outcome"}),
 		backend: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -52,7 +53,7 @@ func newMetrics(backendType string, reg prometheus.Registerer) (*metrics, error)
 	// before the first command.
 	for cmd, outcomes := range map[string][]string{
 		"create": {outcomeCreated, outcomeSkipped, outcomeRetry, "failed_retryable", "failed_permanent", "failed_capacity", outcomeDeadLettered},
-		"delete": {outcomeDeleted, outcomeRetry, "failed_retryable", "failed_permanent", outcomeDeadLettered},
+		"delete": {outcomeDeleted, outcomeBusy, outcomeRetry, "failed_retryable", "failed_permanent", outcomeDeadLettered},
 		"list":   {outcomeListed, outcomeRetry, "failed_retryable", "failed_permanent"},
 	} {
 		for _, o := range outcomes {

@@ -440,15 +440,63 @@ func TestDeleteOfRegistrationGoneCallsNoGitHub(t *testing.T) {
 	require.Len(t, b.gh.Runners(), 1, "the lingering registration is left to the health checks")
 }
 
-func TestDeleteRetryable(t *testing.T) {
+// A runner that took a job since the scheduler chose it: GitHub refuses to
+// remove its registration, and the delete leaves the instance alone and
+// answers busy. The registration is asked first, so the job is never killed.
+func TestDeleteOfABusyRunnerKeepsItsInstance(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	for _, reason := range []string{"scale_down", "time_to_start", "orphan", "admin", "retry"} {
+		t.Run(reason, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			require.NotNil(t, b.result(t, b.create(t, "rt-linux-1")).GetCreated())
+			b.gh.FailNext(runtimetest.MethodDeleteRunner, fmt.Errorf("busy: %w", github.ErrRunnerBusy))
+			res := b.result(t, b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Delete{
+				Delete: &rmv1.DeleteRunner{Name: "rt-linux-1", Group: "linux", BackendType: backendType,
+					Organization: org, Reason: reason},
+			}}))
+			require.NotNil(t, res.GetBusy(), "result: %v", res)
+			require.Len(t, b.mem.Instances(), 1, "the instance of a busy runner was deleted")
+			require.Len(t, b.gh.Runners(), 1)
+			require.EqualValues(t, 1, b.counter("delete", "busy"))
+		})
+	}
+}
+
+// time_to_live is a hard bound and admin_force an operator's order: the
+// instance goes even when the runner runs a job.
+func TestForcedDeleteOfABusyRunner(t *testing.T) {
+	t.Parallel()
+	for _, reason := range []string{"time_to_live", "admin_force"} {
+		t.Run(reason, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			require.NotNil(t, b.result(t, b.create(t, "rt-linux-1")).GetCreated())
+			b.gh.FailNext(runtimetest.MethodDeleteRunner, fmt.Errorf("busy: %w", github.ErrRunnerBusy))
+			res := b.result(t, b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Delete{
+				Delete: &rmv1.DeleteRunner{Name: "rt-linux-1", Group: "linux", BackendType: backendType,
+					Organization: org, Reason: reason},
+			}}))
+			require.NotNil(t, res.GetDeleted(), "result: %v", res)
+			require.Empty(t, b.mem.Instances())
+		})
+	}
+}
+
+// The registration goes before the instance: a registration delete that
+// fails (and is retried by another delivery) has not touched the instance
+// yet.
+func TestDeleteRemovesTheRegistrationFirst(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *runtime.Options) { o.RetryDeliveries = 1 })
 	require.NotNil(t, b.result(t, b.create(t, "rt-linux-1")).GetCreated())
-	b.gh.FailNext(runtimetest.MethodDeleteRunner, fmt.Errorf("busy: %w", github.ErrRunnerBusy))
+	b.gh.FailNext(runtimetest.MethodDeleteRunner, fmt.Errorf("refused: %w", github.ErrPermanent))
 	res := b.result(t, b.delete(t, "rt-linux-1", 0))
-	require.NotNil(t, res.GetDeleted(), "result: %v", res)
-	require.Empty(t, b.gh.Runners())
+	require.NotNil(t, res.GetFailed(), "result: %v", res)
+	require.Len(t, b.mem.Instances(), 1, "the instance went before its registration")
+	require.NotNil(t, b.result(t, b.delete(t, "rt-linux-1", 0)).GetDeleted())
 	require.Empty(t, b.mem.Instances())
+	require.Empty(t, b.gh.Runners())
 }
 
 func TestList(t *testing.T) {

@@ -630,6 +630,45 @@ func (*Deleted) Descriptor() ([]byte, []int) {
 	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{6}
 }
 
+// RunnerBusy answers a delete whose runner GitHub refused to unregister
+// because it runs a job: the provisioner left the instance alone, and the
+// scheduler moves the runner from deleting back to busy.
+type RunnerBusy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerBusy) Reset() {
+	*x = RunnerBusy{}
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerBusy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerBusy) ProtoMessage() {}
+
+func (x *RunnerBusy) ProtoReflect() protoreflect.Message {
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerBusy.ProtoReflect.Descriptor instead.
+func (*RunnerBusy) Descriptor() ([]byte, []int) {
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{7}
+}
+
 type Failed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Class FailureClass           `protobuf:"varint,1,opt,name=class,proto3,enum=runnermanager.v1.FailureClass" json:"class,omitempty"`
@@ -645,7 +684,7 @@ type Failed struct {
 
 func (x *Failed) Reset() {
 	*x = Failed{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +696,7 @@ func (x *Failed) String() string {
 func (*Failed) ProtoMessage() {}
 
 func (x *Failed) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +709,7 @@ func (x *Failed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failed.ProtoReflect.Descriptor instead.
 func (*Failed) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{7}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Failed) GetClass() FailureClass {
@@ -715,7 +754,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +766,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +779,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{8}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Instance) GetName() string {
@@ -789,7 +828,7 @@ type Inventory struct {
 
 func (x *Inventory) Reset() {
 	*x = Inventory{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +840,7 @@ func (x *Inventory) String() string {
 func (*Inventory) ProtoMessage() {}
 
 func (x *Inventory) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +853,7 @@ func (x *Inventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inventory.ProtoReflect.Descriptor instead.
 func (*Inventory) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{9}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Inventory) GetInstances() []*Instance {
@@ -844,6 +883,7 @@ type ProvisionResult struct {
 	//	*ProvisionResult_Deleted
 	//	*ProvisionResult_Failed
 	//	*ProvisionResult_Inventory
+	//	*ProvisionResult_Busy
 	Outcome    isProvisionResult_Outcome `protobuf_oneof:"outcome"`
 	FinishedAt *timestamppb.Timestamp    `protobuf:"bytes,8,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// The attempt of the create command this result answers.
@@ -854,7 +894,7 @@ type ProvisionResult struct {
 
 func (x *ProvisionResult) Reset() {
 	*x = ProvisionResult{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +906,7 @@ func (x *ProvisionResult) String() string {
 func (*ProvisionResult) ProtoMessage() {}
 
 func (x *ProvisionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +919,7 @@ func (x *ProvisionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionResult.ProtoReflect.Descriptor instead.
 func (*ProvisionResult) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{10}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ProvisionResult) GetCommandId() string {
@@ -953,6 +993,15 @@ func (x *ProvisionResult) GetInventory() *Inventory {
 	return nil
 }
 
+func (x *ProvisionResult) GetBusy() *RunnerBusy {
+	if x != nil {
+		if x, ok := x.Outcome.(*ProvisionResult_Busy); ok {
+			return x.Busy
+		}
+	}
+	return nil
+}
+
 func (x *ProvisionResult) GetFinishedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.FinishedAt
@@ -987,6 +1036,10 @@ type ProvisionResult_Inventory struct {
 	Inventory *Inventory `protobuf:"bytes,9,opt,name=inventory,proto3,oneof"`
 }
 
+type ProvisionResult_Busy struct {
+	Busy *RunnerBusy `protobuf:"bytes,11,opt,name=busy,proto3,oneof"`
+}
+
 func (*ProvisionResult_Created) isProvisionResult_Outcome() {}
 
 func (*ProvisionResult_Deleted) isProvisionResult_Outcome() {}
@@ -994,6 +1047,8 @@ func (*ProvisionResult_Deleted) isProvisionResult_Outcome() {}
 func (*ProvisionResult_Failed) isProvisionResult_Outcome() {}
 
 func (*ProvisionResult_Inventory) isProvisionResult_Outcome() {}
+
+func (*ProvisionResult_Busy) isProvisionResult_Outcome() {}
 
 var File_runnermanager_v1_provision_proto protoreflect.FileDescriptor
 
@@ -1045,7 +1100,9 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12(\n" +
 	"\x10github_runner_id\x18\x02 \x01(\x03R\x0egithubRunnerId\"\t\n" +
-	"\aDeleted\"\x99\x01\n" +
+	"\aDeleted\"\f\n" +
+	"\n" +
+	"RunnerBusy\"\x99\x01\n" +
 	"\x06Failed\x124\n" +
 	"\x05class\x18\x01 \x01(\x0e2\x1e.runnermanager.v1.FailureClassR\x05class\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -1061,7 +1118,7 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\tR\x05state\"|\n" +
 	"\tInventory\x128\n" +
 	"\tinstances\x18\x01 \x03(\v2\x1a.runnermanager.v1.InstanceR\tinstances\x125\n" +
-	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\xcb\x03\n" +
+	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\xff\x03\n" +
 	"\x0fProvisionResult\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1f\n" +
@@ -1072,7 +1129,8 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\acreated\x18\x05 \x01(\v2\x19.runnermanager.v1.CreatedH\x00R\acreated\x125\n" +
 	"\adeleted\x18\x06 \x01(\v2\x19.runnermanager.v1.DeletedH\x00R\adeleted\x122\n" +
 	"\x06failed\x18\a \x01(\v2\x18.runnermanager.v1.FailedH\x00R\x06failed\x12;\n" +
-	"\tinventory\x18\t \x01(\v2\x1b.runnermanager.v1.InventoryH\x00R\tinventory\x12;\n" +
+	"\tinventory\x18\t \x01(\v2\x1b.runnermanager.v1.InventoryH\x00R\tinventory\x122\n" +
+	"\x04busy\x18\v \x01(\v2\x1c.runnermanager.v1.RunnerBusyH\x00R\x04busy\x12;\n" +
 	"\vfinished_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x18\n" +
 	"\aattempt\x18\n" +
@@ -1097,7 +1155,7 @@ func file_runnermanager_v1_provision_proto_rawDescGZIP() []byte {
 }
 
 var file_runnermanager_v1_provision_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runnermanager_v1_provision_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_runnermanager_v1_provision_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_runnermanager_v1_provision_proto_goTypes = []any{
 	(FailureClass)(0),             // 0: runnermanager.v1.FailureClass
 	(*RunnerSpec)(nil),            // 1: runnermanager.v1.RunnerSpec
@@ -1107,32 +1165,34 @@ var file_runnermanager_v1_provision_proto_goTypes = []any{
 	(*ProvisionCommand)(nil),      // 5: runnermanager.v1.ProvisionCommand
 	(*Created)(nil),               // 6: runnermanager.v1.Created
 	(*Deleted)(nil),               // 7: runnermanager.v1.Deleted
-	(*Failed)(nil),                // 8: runnermanager.v1.Failed
-	(*Instance)(nil),              // 9: runnermanager.v1.Instance
-	(*Inventory)(nil),             // 10: runnermanager.v1.Inventory
-	(*ProvisionResult)(nil),       // 11: runnermanager.v1.ProvisionResult
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*RunnerBusy)(nil),            // 8: runnermanager.v1.RunnerBusy
+	(*Failed)(nil),                // 9: runnermanager.v1.Failed
+	(*Instance)(nil),              // 10: runnermanager.v1.Instance
+	(*Inventory)(nil),             // 11: runnermanager.v1.Inventory
+	(*ProvisionResult)(nil),       // 12: runnermanager.v1.ProvisionResult
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_runnermanager_v1_provision_proto_depIdxs = []int32{
 	1,  // 0: runnermanager.v1.CreateRunner.spec:type_name -> runnermanager.v1.RunnerSpec
 	2,  // 1: runnermanager.v1.ProvisionCommand.create:type_name -> runnermanager.v1.CreateRunner
 	3,  // 2: runnermanager.v1.ProvisionCommand.delete:type_name -> runnermanager.v1.DeleteRunner
 	4,  // 3: runnermanager.v1.ProvisionCommand.list:type_name -> runnermanager.v1.ListInstances
-	12, // 4: runnermanager.v1.ProvisionCommand.issued_at:type_name -> google.protobuf.Timestamp
+	13, // 4: runnermanager.v1.ProvisionCommand.issued_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: runnermanager.v1.Failed.class:type_name -> runnermanager.v1.FailureClass
-	12, // 6: runnermanager.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 7: runnermanager.v1.Inventory.instances:type_name -> runnermanager.v1.Instance
-	12, // 8: runnermanager.v1.Inventory.taken_at:type_name -> google.protobuf.Timestamp
+	13, // 6: runnermanager.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
+	10, // 7: runnermanager.v1.Inventory.instances:type_name -> runnermanager.v1.Instance
+	13, // 8: runnermanager.v1.Inventory.taken_at:type_name -> google.protobuf.Timestamp
 	6,  // 9: runnermanager.v1.ProvisionResult.created:type_name -> runnermanager.v1.Created
 	7,  // 10: runnermanager.v1.ProvisionResult.deleted:type_name -> runnermanager.v1.Deleted
-	8,  // 11: runnermanager.v1.ProvisionResult.failed:type_name -> runnermanager.v1.Failed
-	10, // 12: runnermanager.v1.ProvisionResult.inventory:type_name -> runnermanager.v1.Inventory
-	12, // 13: runnermanager.v1.ProvisionResult.finished_at:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	9,  // 11: runnermanager.v1.ProvisionResult.failed:type_name -> runnermanager.v1.Failed
+	11, // 12: runnermanager.v1.ProvisionResult.inventory:type_name -> runnermanager.v1.Inventory
+	8,  // 13: runnermanager.v1.ProvisionResult.busy:type_name -> runnermanager.v1.RunnerBusy
+	13, // 14: runnermanager.v1.ProvisionResult.finished_at:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_runnermanager_v1_provision_proto_init() }
@@ -1145,11 +1205,12 @@ func file_runnermanager_v1_provision_proto_init() {
 		(*ProvisionCommand_Delete)(nil),
 		(*ProvisionCommand_List)(nil),
 	}
-	file_runnermanager_v1_provision_proto_msgTypes[10].OneofWrappers = []any{
+	file_runnermanager_v1_provision_proto_msgTypes[11].OneofWrappers = []any{
 		(*ProvisionResult_Created)(nil),
 		(*ProvisionResult_Deleted)(nil),
 		(*ProvisionResult_Failed)(nil),
 		(*ProvisionResult_Inventory)(nil),
+		(*ProvisionResult_Busy)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1157,7 +1218,7 @@ func file_runnermanager_v1_provision_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnermanager_v1_provision_proto_rawDesc), len(file_runnermanager_v1_provision_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

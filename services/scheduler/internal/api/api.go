@@ -215,10 +215,12 @@ func (s *Server) runner(c echo.Context) error {
 func (s *Server) deleteRunner(c echo.Context) error {
 	name := c.Param("name")
 	from := []state.State{state.Pending, state.Started, state.Idle}
+	reason := state.ReasonAdmin // the provisioner keeps a runner that took a job meanwhile
 	if force, _ := strconv.ParseBool(c.QueryParam("force")); force {
 		from = append(from, state.Busy)
+		reason = state.ReasonAdminForce
 	}
-	prev, err := s.store.RequestDelete(c.Request().Context(), name, from, state.ReasonAdmin)
+	prev, err := s.store.RequestDelete(c.Request().Context(), name, from, reason)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		return fail(c, http.StatusNotFound, CodeNotFound, "no runner "+strconv.Quote(name))

@@ -282,6 +282,23 @@ func (h *Handlers) Result(ctx context.Context, msg stream.Message) error {
 		}
 		h.m.Results.WithLabelValues("deleted").Inc()
 		log.Info("runner deleted", "had_record", out.Removed, "reserved", out.Reserved)
+	case *rmv1.ProvisionResult_Busy:
+		// GitHub refused to remove the registration: the runner took a job
+		// since it was chosen, and its instance was kept.
+		out, err := h.store.Busy(ctx, name)
+		if err != nil {
+			return err
+		}
+		h.m.Results.WithLabelValues("busy").Inc()
+		switch out {
+		case state.BusyRestored:
+			log.Info("runner runs a job: delete refused by GitHub, runner busy again")
+		case state.BusyJobDone:
+			h.m.Commands.WithLabelValues("delete", state.ReasonJobCompleted).Inc()
+			log.Info("runner ran a job that completed meanwhile: delete emitted again")
+		default:
+			log.Info("busy result for a runner not deleting: ignored")
+		}
 	case *rmv1.ProvisionResult_Failed:
 		return h.failed(ctx, log, g, &res, o.Failed)
 	case *rmv1.ProvisionResult_Inventory:

@@ -342,3 +342,31 @@ func TestEventWithoutJobIDIsIgnored(t *testing.T) {
 	require.Empty(t, b.commands(t))
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Events.WithLabelValues("queued", "invalid")))
 }
+
+// A busy result: the runner chosen for deletion took a job, GitHub refused to
+// remove it and the provisioner kept its instance. The runner is busy again,
+// holds its capacity, and is deleted when its job completes.
+func TestBusyResult(t *testing.T) {
+	t.Parallel()
+	b := hsetup(t, 2)
+	ctx := context.Background()
+	b.event(t, queued(1, "linux"))
+	name := b.commands(t)[0].GetCreate().GetSpec().GetName()
+	b.result(t, &rmv1.ProvisionResult{RunnerName: name, Group: "pool", BackendType: "docker",
+		Outcome: &rmv1.ProvisionResult_Created{Created: &rmv1.Created{InstanceId: "ctr-1", GithubRunnerId: 9}}})
+	_, err := b.store.RequestDelete(ctx, name, []state.State{state.Started}, state.ReasonScaleDown)
+	require.NoError(t, err)
+	require.False(t, b.commands(t)[1].GetDelete().GetRegistrationGone(), "a scale-down must ask GitHub first")
+
+	b.result(t, &rmv1.ProvisionResult{RunnerName: name, Group: "pool", BackendType: "docker",
+		Outcome: &rmv1.ProvisionResult_Busy{Busy: &rmv1.RunnerBusy{}}})
+	require.Equal(t, state.Busy, runnerState(t, b, name))
+	require.EqualValues(t, 1, testutil.ToFloat64(b.m.Results.WithLabelValues("busy")))
+	require.Len(t, b.commands(t), 2, "a busy runner is not replaced")
+
+	b.event(t, &rmv1.WorkflowJobEvent{Action: "completed", JobId: 1, RunnerName: name, Labels: []string{"linux"}, Owner: "ACME", Repository: "app"})
+	cmds := b.commands(t)
+	require.Len(t, cmds, 3)
+	require.Equal(t, state.ReasonJobCompleted, cmds[2].GetDelete().GetReason())
+	require.True(t, cmds[2].GetDelete().GetRegistrationGone())
+}

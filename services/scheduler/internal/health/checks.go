@@ -71,6 +71,53 @@ type runnerList struct {
 	byName map[string]github.Runner
 	all    []github.Runner
 	err    error
+	// absent counts, for each recorded runner of the scope that this
+	// listing lacks, the consecutive listings it was absent from.
+	absent map[string]int
+}
+
+// confirmedAbsent tells whether the runner called name is absent from this
+// listing and was from the one before: GitHub pages runner lists by offset,
+// and with churn an entry can shift between two pages and be missed once.
+// Nothing is deleted on one listing's word that a runner is gone.
+func (l *runnerList) confirmedAbsent(name string) bool {
+	_, listed := l.byName[name]
+	return !listed && l.absent[name] >= 2
+}
+
+// confirmAbsence records, for every listed scope, the runners with a record
+// that its listing lacks (SeenAbsent), so that checks act on absence only
+// once a second listing confirms it.
+func (c *Checker) confirmAbsence(ctx context.Context, recs records, lists map[github.Scope]*runnerList) error {
+	var errs []error
+	done := map[github.Scope]bool{}
+	for i := range c.cfg.RunnerGroups {
+		sc := scope(&c.cfg.RunnerGroups[i])
+		l := lists[sc]
+		if l == nil || l.err != nil || done[sc] {
+			continue
+		}
+		done[sc] = true
+		var absent []string
+		for j := range c.cfg.RunnerGroups {
+			if scope(&c.cfg.RunnerGroups[j]) != sc {
+				continue
+			}
+			for _, r := range recs.byGrp[c.cfg.RunnerGroups[j].Name] {
+				if _, ok := l.byName[r.Name]; !ok && r.State != state.Deleting {
+					absent = append(absent, r.Name)
+				}
+			}
+		}
+		n, err := c.store.SeenAbsent(ctx, sc.String(), absent)
+		if err != nil {
+			// Without the count, no absence is confirmed this pass.
+			errs = append(errs, err)
+			n = map[string]int{}
+		}
+		l.absent = n
+	}
+	return errors.Join(errs...)
 }
 
 // listRunners lists the runners of every scope of a configured group, once
@@ -141,9 +188,11 @@ func (c *Checker) timeToLive(ctx context.Context, recs records, rep *Report) err
 
 // timeToStart deletes pending and started runners older than time_to_start
 // that GitHub does not show online, and marks idle those it shows online and
-// not busy (check 1). Idle runners whose registration GitHub no longer lists
-// are deleted too (reason registration_gone). A scope that could not be
-// listed is skipped: nothing is deleted without GitHub's word.
+// not busy (check 1). A runner GitHub shows busy is never deleted here,
+// online or not. Idle runners whose registration GitHub no longer lists are
+// deleted too (reason registration_gone). Absence counts only once a second
+// listing confirms it, and a scope that could not be listed is skipped:
+// nothing is deleted without GitHub's word.
 func (c *Checker) timeToStart(ctx context.Context, recs records, lists map[github.Scope]*runnerList, rep *Report) error {
 	now := c.store.Now()
 	var errs []error
@@ -158,7 +207,7 @@ func (c *Checker) timeToStart(ctx context.Context, recs records, lists map[githu
 				continue
 			}
 			gr, registered := l.byName[r.Name]
-			if r.State == state.Idle && !registered && now.Sub(r.StateSince) >= c.opt.BusyGrace {
+			if r.State == state.Idle && l.confirmedAbsent(r.Name) && now.Sub(r.StateSince) >= c.opt.BusyGrace {
 				// Idle means GitHub showed it online; a registration gone
 				// since was used up (its in_progress and completed events
 				// lost) or removed: it can take no job any more.
@@ -173,10 +222,14 @@ func (c *Checker) timeToStart(ctx context.Context, recs records, lists map[githu
 			if r.State != state.Pending && r.State != state.Started {
 				continue
 			}
+			if registered && gr.Busy {
+				// Runs a job, whatever its online status (GitHub reports a
+				// busy runner offline for a while when it loses its
+				// connection): its in_progress event is on its way, and
+				// deleting it would kill the job.
+				continue
+			}
 			if registered && gr.Online() {
-				if gr.Busy {
-					continue // its in_progress event is on its way
-				}
 				moved, err := c.store.MarkIdle(ctx, r.Name)
 				if err != nil {
 					errs = append(errs, err)
@@ -187,6 +240,9 @@ func (c *Checker) timeToStart(ctx context.Context, recs records, lists map[githu
 			}
 			if r.CreatedAt.IsZero() || now.Sub(r.CreatedAt) < c.cfg.TimeToStart {
 				continue
+			}
+			if !registered && !l.confirmedAbsent(r.Name) {
+				continue // absent from one listing only: the next pass confirms
 			}
 			ok, err := c.requestDelete(ctx, r, []state.State{state.Pending, state.Started}, state.ReasonTimeToStart)
 			if err != nil {
@@ -221,8 +277,12 @@ func (c *Checker) busyCompleted(ctx context.Context, recs records, lists map[git
 			if r.State != state.Busy || now.Sub(r.StateSince) < c.opt.BusyGrace || slices.Contains(rep.TimeToLive, r.Name) {
 				continue
 			}
-			if gr, ok := l.byName[r.Name]; ok && gr.Busy {
+			gr, listed := l.byName[r.Name]
+			if listed && gr.Busy {
 				continue
+			}
+			if !listed && !l.confirmedAbsent(r.Name) {
+				continue // absent from one listing only: the next pass confirms
 			}
 			done, at, err := c.jobDone(ctx, r.JobID)
 			if err != nil {

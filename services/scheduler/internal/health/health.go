@@ -254,6 +254,7 @@ func (c *Checker) RunOnce(ctx context.Context) (rep Report, err error) {
 	add(c.timeToLive(ctx, records, &rep))
 	add(c.stuckDeleting(ctx, records, &rep))
 	lists := c.listRunners(ctx)
+	add(c.confirmAbsence(ctx, records, lists))
 	add(c.timeToStart(ctx, records, lists, &rep))
 	add(c.busyCompleted(ctx, records, lists, &rep))
 	add(c.staleJobs(ctx, &rep))

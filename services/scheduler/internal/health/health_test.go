@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -147,6 +149,9 @@ func TestBackendOrphans(t *testing.T) {
 	require.Equal(t, deletes, e.count("delete"))
 	require.Equal(t, state.ReasonOrphan, e.deletes()[orphan])
 	require.NotContains(t, e.deletes(), youngOrphan)
+	require.NotContains(t, e.deletes(), kept, "a runner with a record is never an orphan")
+	// Its absence at GitHub confirmed by a second listing: time_to_start.
+	e.runOnce()
 	require.Equal(t, state.ReasonTimeToStart, e.deletes()[kept], "a runner with a record is never an orphan")
 	for _, c := range e.commands() {
 		if d := c.Cmd.GetDelete(); d != nil {
@@ -503,6 +508,7 @@ func TestIdempotentPass(t *testing.T) {
 	e.runOnce()
 	answered := map[string]bool{}
 	e.answerLists(answered)
+	e.runOnce() // a second listing confirms the stale runner's absence
 	first := e.commands()
 	require.Equal(t, state.ReasonTimeToStart, e.deletes()[stale])
 
@@ -608,6 +614,8 @@ func TestGitHubDown(t *testing.T) {
 
 	require.NoError(t, e.fake.SetFaults(fakegithub.Faults{}))
 	rep = e.runOnce()
+	require.Empty(t, rep.TimeToStart, "absent from one listing only")
+	rep = e.runOnce()
 	require.Contains(t, rep.TimeToStart, pending)
 }
 
@@ -653,4 +661,111 @@ func TestWrapDispatch(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, results(e.ctx, stream.Message{Stream: e.keys.Results(), ID: "2-0", Type: stream.TypeResult, Data: data}))
 	require.Equal(t, state.ReasonOrphan, e.deletes()[orphan])
+}
+
+// listEdit is the GitHub client whose runner lists pass through edit: a
+// listing that misses an entry (GitHub pages by offset, and churn shifts
+// entries between pages), or shows a runner busy and offline.
+type listEdit struct {
+	*github.Client
+	mu   sync.Mutex
+	edit func([]github.Runner) []github.Runner
+}
+
+func (l *listEdit) ListRunners(ctx context.Context, scope github.Scope) ([]github.Runner, error) {
+	rs, err := l.Client.ListRunners(ctx, scope)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil && l.edit != nil {
+		rs = l.edit(rs)
+	}
+	return rs, err
+}
+
+func (l *listEdit) set(edit func([]github.Runner) []github.Runner) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.edit = edit
+}
+
+func without(name string) func([]github.Runner) []github.Runner {
+	return func(rs []github.Runner) []github.Runner {
+		return slices.DeleteFunc(rs, func(r github.Runner) bool { return r.Name == name })
+	}
+}
+
+func (e *env) editedChecker() *listEdit {
+	l := &listEdit{Client: e.gh}
+	e.checker = health.New(health.Options{
+		Config: e.cfg, Store: e.store, GitHub: l, Registerer: prometheus.NewRegistry(), Owner: "replica-edit",
+		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	return l
+}
+
+// Item 7 of issue 16: a runner absent from one listing is not deleted; a
+// second listing in a row confirms its absence. One listing that shows it
+// again starts the count over.
+func TestAbsenceIsConfirmedByASecondListing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, group("pool", 0, 5))
+	l := e.editedChecker()
+	idle := e.queued("pool", 1, "")
+	e.started(idle)
+	e.connect(e.register(idle))
+	rep := e.runOnce()
+	require.Equal(t, []string{idle}, rep.MarkedIdle)
+	e.clock.Advance(timeToStart)
+	never := e.queued("pool", 2, "") // pending, never registered
+	e.clock.Advance(timeToStart)
+
+	// The idle runner missed by one listing (shifted between pages).
+	l.set(without(idle))
+	rep = e.runOnce()
+	require.Empty(t, rep.RegistrationGone, "deleted on one listing's word")
+	require.Empty(t, rep.TimeToStart, "deleted on one listing's word")
+	require.Equal(t, state.Idle, e.runner(idle).State)
+	require.Equal(t, state.Pending, e.runner(never).State)
+
+	// Listed again: its count starts over. The never registered runner is
+	// absent a second time: confirmed.
+	l.set(nil)
+	rep = e.runOnce()
+	require.Equal(t, []string{never}, rep.TimeToStart)
+	require.Equal(t, state.ReasonTimeToStart, e.deletes()[never])
+
+	l.set(without(idle))
+	rep = e.runOnce()
+	require.Empty(t, rep.RegistrationGone, "one absence after a sighting is not confirmed")
+	rep = e.runOnce()
+	require.Equal(t, []string{idle}, rep.RegistrationGone, "two absences in a row are")
+	require.Equal(t, state.ReasonRegistrationGone, e.deletes()[idle])
+}
+
+// A runner GitHub reports busy is never deleted for time_to_start, whatever
+// its online status (GitHub shows a busy runner offline while it has lost
+// its connection), nor taken for idle.
+func TestBusyOfflineRunnerIsKeptAtTimeToStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, group("pool", 0, 5))
+	l := e.editedChecker()
+	name := e.queued("pool", 1, "")
+	e.started(name)
+	e.register(name)
+	l.set(func(rs []github.Runner) []github.Runner {
+		for i := range rs {
+			if rs[i].Name == name {
+				rs[i].Busy, rs[i].Status = true, github.RunnerOffline
+			}
+		}
+		return rs
+	})
+	e.clock.Advance(timeToStart + time.Minute)
+	for range 3 {
+		rep := e.runOnce()
+		require.Empty(t, rep.TimeToStart)
+		require.Empty(t, rep.MarkedIdle)
+	}
+	require.Equal(t, state.Started, e.runner(name).State)
+	require.NotContains(t, e.deletes(), name)
 }

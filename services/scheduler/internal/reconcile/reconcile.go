@@ -3,8 +3,9 @@
 // {P}:lease:reconcile): it emits due retries, tops every group up to
 // min_runners and its demand, scales down idle runners above what the group
 // wants (after GitHub confirms they are not busy), and refreshes the gauges.
-// It reads GitHub only when a group has surplus free runners: one list per
-// scope and pass, never one call per runner. The expensive health checks of
+// It reads GitHub only when a group has surplus free runners that may be
+// idle (started or idle by the records): one list per scope and at most one
+// per reconcile interval, never one call per runner. The expensive health checks of
 // DESIGN §7 live elsewhere, on the same state package.
 package reconcile
 
@@ -13,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
@@ -48,6 +51,10 @@ type Loop struct {
 	gh    RunnerLister
 	m     *metrics.Metrics
 	log   *slog.Logger
+
+	mu sync.Mutex
+	// listed is when each scope was last listed at GitHub.
+	listed map[github.Scope]time.Time
 }
 
 // New returns the loop. gh may be nil: no scale-down then (nothing is deleted
@@ -56,7 +63,7 @@ func New(cfg *config.Config, store *state.Store, gh RunnerLister, m *metrics.Met
 	if m == nil {
 		m = metrics.New(nil)
 	}
-	return &Loop{cfg: cfg, store: store, gh: gh, m: m, log: log}
+	return &Loop{cfg: cfg, store: store, gh: gh, m: m, log: log, listed: map[github.Scope]time.Time{}}
 }
 
 // Run runs the loop under the lease until ctx is cancelled. owner must be
@@ -161,13 +168,20 @@ func (l *Loop) scaleDown(ctx context.Context, cg *config.RunnerGroup, g state.Gr
 	if err != nil {
 		return err
 	}
-	surplus := st.Free - (int64(g.MinRunners) + st.Demand)
-	if surplus <= 0 || st.ByState[state.Started]+st.ByState[state.Idle] == 0 {
+	// The surplus counts only the runners that may be idle (started or
+	// idle): pending runners are not deleted, and a surplus made of pending
+	// runners needs no list; once they start, it shows here. The group keeps
+	// its warm runners over those still starting.
+	surplus := st.ByState[state.Started] + st.ByState[state.Idle] - (int64(g.MinRunners) + st.Demand)
+	if surplus <= 0 {
 		return nil
 	}
 	scope := Scope(cg)
 	list, ok := lists[scope]
 	if !ok {
+		if !l.mayList(scope) {
+			return nil // listed less than an interval ago: the next pass acts
+		}
 		if list, err = l.gh.ListRunners(ctx, scope); err != nil {
 			return fmt.Errorf("scale down group %s: %w", g.Name, err)
 		}
@@ -209,6 +223,23 @@ func (l *Loop) scaleDown(ctx context.Context, cg *config.RunnerGroup, g state.Gr
 		l.log.Info("idle runner above the group's need: deleting", "group", g.Name, "runner", r.Name)
 	}
 	return errors.Join(errs...)
+}
+
+// mayList tells whether scope may be listed now, at most once per reconcile
+// interval (less a tenth, for the ticker's jitter: a pass on time is never
+// refused), and if so notes the list. Passes run more often than the interval
+// when Once is called by hand (tests) or two replicas hand the lease over;
+// the spacing holds per replica.
+func (l *Loop) mayList(scope github.Scope) bool {
+	now := l.store.Now()
+	spacing := l.cfg.Scheduler.ReconcileInterval - l.cfg.Scheduler.ReconcileInterval/10
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if last, ok := l.listed[scope]; ok && now.Sub(last) < spacing {
+		return false
+	}
+	l.listed[scope] = now
+	return true
 }
 
 // gauges refreshes the runner, demand and max_runners gauges of a group.

@@ -182,8 +182,64 @@ func TestIdleRunnersAreMarkedAndOnlyIdleOnesDeleted(t *testing.T) {
 	require.Equal(t, state.Started, b.state(t, name))
 	// Online and idle: marked idle and deleted in the same pass.
 	b.gh.set(name, github.RunnerOnline, false)
+	b.now = b.now.Add(b.cfg.Scheduler.ReconcileInterval)
 	require.NoError(t, b.loop.Once(ctx))
 	require.Equal(t, state.Deleting, b.state(t, name))
+}
+
+// GitHub is listed only when the records show a surplus of runners that may
+// be idle, and at most once per reconcile interval however often passes run.
+func TestListsGitHubOnlyForASurplusAndOncePerInterval(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1, 4)
+	ctx := context.Background()
+	require.NoError(t, b.loop.Once(ctx))
+	minRunner := b.commands(t)[0].GetCreate().GetSpec().GetName()
+	_, err := b.store.Created(ctx, state.Runner{Name: minRunner, Group: "pool", Backend: "docker"})
+	require.NoError(t, err)
+	b.gh.set(minRunner, github.RunnerOnline, false)
+
+	// The warm pool at its target: no surplus, no list, pass after pass.
+	for range 3 {
+		b.now = b.now.Add(b.cfg.Scheduler.ReconcileInterval)
+		require.NoError(t, b.loop.Once(ctx))
+	}
+	require.Zero(t, b.gh.callCount(), "listed without a surplus")
+
+	// A surplus: a job queued then cancelled. Its runner is pending: the
+	// records say it cannot be idle yet, still no list.
+	q, err := b.store.Queued(ctx, b.group(), 1, b.now)
+	require.NoError(t, err)
+	_, err = b.store.Completed(ctx, b.group(), state.JobUpdate{JobID: 1})
+	require.NoError(t, err)
+	require.NoError(t, b.loop.Once(ctx))
+	require.Zero(t, b.gh.callCount(), "listed for a pending surplus")
+
+	// Started: one list; both runners are busy at GitHub (their in_progress
+	// events are late), so both are kept.
+	extra := q.Reserved[0]
+	_, err = b.store.Created(ctx, state.Runner{Name: extra, Group: "pool", Backend: "docker"})
+	require.NoError(t, err)
+	b.gh.set(extra, github.RunnerOnline, true)
+	b.gh.set(minRunner, github.RunnerOnline, true)
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 1, b.gh.callCount())
+
+	// Passes within the interval do not list again.
+	for range 5 {
+		b.now = b.now.Add(b.cfg.Scheduler.ReconcileInterval / 10)
+		require.NoError(t, b.loop.Once(ctx))
+	}
+	require.Equal(t, 1, b.gh.callCount(), "listed more than once per interval")
+
+	// An interval later: listed again, and one of the now idle runners goes.
+	b.gh.set(extra, github.RunnerOnline, false)
+	b.gh.set(minRunner, github.RunnerOnline, false)
+	b.now = b.now.Add(b.cfg.Scheduler.ReconcileInterval / 2)
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 2, b.gh.callCount())
+	require.ElementsMatch(t, []state.State{state.Deleting, state.Idle},
+		[]state.State{b.state(t, extra), b.state(t, minRunner)}, "min_runners is kept")
 }
 
 func TestDueRetriesAreEmitted(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 //	{P}:health:listed:<backend>       string, TTL: a list command of <backend> was emitted (spacing)
 //	{P}:health:list:<command id>      string, TTL: what a list command covered, for its inventory
 //	{P}:health:ghorphans:<scope>      zset: "<id>:<name>" of registrations without record -> first seen (ms)
+//	{P}:health:absent:<scope>         hash: runner with a record -> consecutive listings of scope it was absent from
 //	{P}:health:jobchecks              zset: job id -> last time its status was asked at GitHub (ms)
 //	{P}:health:ghgroup-repos:<group>  string, TTL: the repository ids last set on the GitHub runner group
 //
@@ -183,6 +184,31 @@ func (s *Store) SeenGitHubOrphans(ctx context.Context, scope string, seen []GitH
 			continue
 		}
 		out[GitHubOrphan{ID: id, Name: name}] = fromMS(v[i+1])
+	}
+	return out, nil
+}
+
+// SeenAbsent records which runners with a record were absent from this
+// listing of scope at GitHub and returns, for each of them, how many
+// consecutive listings (this one included) they were absent from; the
+// runners not absent now are forgotten. GitHub pages runner lists by offset:
+// with churn, an entry can shift between two pages and be missed by one
+// listing, so absence is acted on only once a second listing confirms it.
+func (s *Store) SeenAbsent(ctx context.Context, scope string, absent []string) (map[string]int, error) {
+	args := append(s.header(s.opt.Now()), scope)
+	for _, n := range absent {
+		args = append(args, n)
+	}
+	v, err := scriptSeenAbsent.Run(ctx, s.rdb, nil, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("record runners absent from %s: %w", scope, err)
+	}
+	arr, _ := v.([]any)
+	out := make(map[string]int, len(arr)/2)
+	for i := 0; i+1 < len(arr); i += 2 {
+		name, _ := arr[i].(string)
+		n, _ := arr[i+1].(int64)
+		out[name] = int(n)
 	}
 	return out, nil
 }

@@ -72,6 +72,26 @@ if #ARGV < 5 then redis.call('DEL', key) end
 return out
 `)
 
+// SeenAbsent: ARGV[4] scope, then the runners absent from this listing.
+// Counts in {P}:health:absent:<scope> the consecutive listings each was
+// absent from, forgets the runners not absent now, and returns
+// {runner, count, ...} of the runners absent now.
+var scriptSeenAbsent = newScript(`
+local key = P .. ':health:absent:' .. ARGV[4]
+local now = {}
+local out = {}
+for i = 5, #ARGV do
+  now[ARGV[i]] = true
+  local n = redis.call('HINCRBY', key, ARGV[i], 1)
+  out[#out + 1] = ARGV[i]
+  out[#out + 1] = n
+end
+for _, name in ipairs(redis.call('HKEYS', key)) do
+  if not now[name] then redis.call('HDEL', key, name) end
+end
+return out
+`)
+
 // RedeleteStale: ARGV[4] runner, ARGV[5] cutoff (ms), ARGV[6] delete command
 // data, ARGV[7] traceparent, ARGV[8] backend.
 // Emits the delete of a runner again when it has been deleting with no news

@@ -188,7 +188,9 @@ local qa = redis.call('HGET', jk, 'queued_at') or ''
 local ours = 0
 if rn ~= '' and redis.call('EXISTS', rkey(rn)) == 1 then
   ours = 1
-  setstate(rn, 'busy')
+  -- Only the provisioner's busy result takes a deleting runner back to busy:
+  -- until then its delete command is in flight.
+  if redis.call('HGET', rkey(rn), 'state') ~= 'deleting' then setstate(rn, 'busy') end
   redis.call('HSET', rkey(rn), 'job_id', job, 'updated_at', NOW)
 end
 local reserved, short = topup(g)
@@ -342,6 +344,35 @@ if not string.find(ARGV[5], ',' .. s .. ',', 1, true) then return {0, s} end
 if not setstate(name, 'deleting') then return {0, s} end
 emit(pkey(ARGV[8]), ARGV[6], ARGV[7])
 redis.call('ZREM', RETRY, 'create:' .. name)
+return {1, s}
+`)
+
+// Busy: ARGV[4] runner, ARGV[5] delete command data (job_completed, the
+// registration gone), ARGV[6] traceparent, ARGV[7] backend.
+// A busy result: GitHub refused to remove the registration of a deleting
+// runner because it runs a job, and the provisioner kept its instance. The
+// runner moves deleting -> busy (compare-and-set) and its pending delete
+// retry is dropped; when its job (job_id) is completed already, that job's
+// completed event found the runner deleting and emitted nothing, so the
+// runner stays deleting and the delete of a finished job is emitted.
+// Returns {code, state before}: 0 not deleting (nothing done), 1 busy,
+// 2 job already completed (delete emitted).
+var scriptBusy = newScript(`
+local name = ARGV[4]
+if not writable(pkey(ARGV[7])) then
+  return redis.error_reply('WRONGTYPE command stream ' .. pkey(ARGV[7]) .. ' is not a stream')
+end
+local k = rkey(name)
+local s = redis.call('HGET', k, 'state')
+if s ~= 'deleting' then return {0, s or ''} end
+redis.call('ZREM', RETRY, 'delete:' .. name)
+local job = redis.call('HGET', k, 'job_id') or '0'
+if job ~= '0' and job ~= '' and redis.call('HGET', jkey(job), 'status') == 'completed' then
+  emit(pkey(ARGV[7]), ARGV[5], ARGV[6])
+  redis.call('HSET', k, 'updated_at', NOW)
+  return {2, s}
+end
+if not setstate(name, 'busy') then return {0, s} end
 return {1, s}
 `)
 

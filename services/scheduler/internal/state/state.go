@@ -68,13 +68,17 @@ const (
 
 // transitions is the state machine, the only one: the Lua scripts get it as a
 // generated table (see lua.go). A runner may skip forward (pending -> busy when
-// the job starts before the created result arrives), never go back.
+// the job starts before the created result arrives), and goes back once:
+// deleting -> busy, when GitHub refused to remove its registration because
+// it took a job since it was chosen (a busy result, DESIGN §6 "Deleting
+// safely"): its instance was left alone, and it is deleted when that job
+// completes.
 var transitions = map[State][]State{
 	Pending:  {Started, Idle, Busy, Deleting},
 	Started:  {Idle, Busy, Deleting},
 	Idle:     {Busy, Deleting},
 	Busy:     {Deleting},
-	Deleting: {},
+	Deleting: {Busy},
 }
 
 // States lists every state in lifecycle order.
@@ -190,9 +194,12 @@ const (
 	ReasonJobCompleted = "job_completed"
 	ReasonScaleDown    = "scale_down"
 	ReasonAdmin        = "admin"
-	ReasonLateCreate   = "created_without_record"
-	ReasonTimeToStart  = "time_to_start"
-	ReasonTimeToLive   = "time_to_live"
+	// ReasonAdminForce: an operator's delete of a runner that may run a job,
+	// with ?force=true: the instance goes even when the job runs.
+	ReasonAdminForce  = "admin_force"
+	ReasonLateCreate  = "created_without_record"
+	ReasonTimeToStart = "time_to_start"
+	ReasonTimeToLive  = "time_to_live"
 	// ReasonRegistrationGone: an idle runner whose registration GitHub no
 	// longer lists.
 	ReasonRegistrationGone = "registration_gone"

@@ -590,6 +590,56 @@ func (s *Store) RequestDelete(ctx context.Context, name string, from []State, re
 	}
 }
 
+// BusyOutcome is what Busy did.
+type BusyOutcome int
+
+// Outcomes of Busy.
+const (
+	// BusyIgnored: the runner has no record or is not deleting (a repeated result).
+	BusyIgnored BusyOutcome = iota
+	// BusyRestored: the runner moved deleting -> busy; its job's completed
+	// event deletes it.
+	BusyRestored
+	// BusyJobDone: the runner's job completed meanwhile: it stays deleting
+	// and its delete (job_completed) was emitted again.
+	BusyJobDone
+)
+
+// Busy records a busy result: the provisioner did not delete a deleting
+// runner because GitHub refused to remove its registration (it runs a job).
+// The runner moves back to busy, compare-and-set, in one script.
+func (s *Store) Busy(ctx context.Context, name string) (BusyOutcome, error) {
+	if s.opt.Commands == nil {
+		return BusyIgnored, ErrNoCommands
+	}
+	r, ok, err := s.Runner(ctx, name)
+	if err != nil || !ok || r.State != Deleting {
+		return BusyIgnored, err
+	}
+	done := r
+	done.State = Busy // the registration of a runner whose job completed is gone
+	cmd, err := s.opt.Commands.Delete(ctx, done, ReasonJobCompleted)
+	if err != nil {
+		return BusyIgnored, fmt.Errorf("prepare delete of runner %s: %w", name, err)
+	}
+	args := append(s.header(s.opt.Now()), name, cmd.Data, cmd.Traceparent, r.Backend)
+	v, err := scriptBusy.Run(ctx, s.rdb, nil, args...).Result()
+	if err != nil {
+		return BusyIgnored, fmt.Errorf("record runner %s busy: %w", name, err)
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 1 {
+		return BusyIgnored, fmt.Errorf("record runner %s busy: unexpected reply %v", name, v)
+	}
+	switch arr[0] {
+	case int64(1):
+		return BusyRestored, nil
+	case int64(2):
+		return BusyJobDone, nil
+	}
+	return BusyIgnored, nil
+}
+
 // MarkIdle moves a pending or started runner to idle (GitHub shows it
 // online and not busy). It returns whether it moved.
 func (s *Store) MarkIdle(ctx context.Context, name string) (bool, error) {

@@ -87,6 +87,8 @@ func TestTransitionsTable(t *testing.T) {
 	require.True(t, state.Idle.CanMove(state.Deleting))
 	require.False(t, state.Busy.CanMove(state.Idle))
 	require.False(t, state.Deleting.CanMove(state.Pending))
+	require.True(t, state.Deleting.CanMove(state.Busy), "a busy result takes a deleting runner back")
+	require.False(t, state.Deleting.CanMove(state.Idle))
 	for _, s := range state.States() {
 		require.True(t, s.Valid())
 		require.False(t, s.CanMove(s), "%s -> %s", s, s)
@@ -501,6 +503,85 @@ func TestRequestDeleteIsCompareAndSet(t *testing.T) {
 	_, err = b.store.RequestDelete(ctx, name, []state.State{state.Busy, state.Deleting}, state.ReasonAdmin)
 	require.ErrorIs(t, err, state.ErrState, "deleting cannot move to deleting")
 	require.Len(t, b.commands(t), 2)
+}
+
+// A busy result: the idle surplus runner chosen for scale-down took a job
+// before the provisioner acted, and GitHub refused to remove it. The runner
+// goes back to busy (compare-and-set), its job's completed event deletes it.
+func TestBusyResult(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	g := state.Group{Name: "small", Backend: "docker", MinRunners: 1, MaxRunners: 3}
+	res, err := b.store.TopUp(ctx, g)
+	require.NoError(t, err)
+	name := res.Reserved[0]
+	_, err = b.store.MarkIdle(ctx, name)
+	require.NoError(t, err)
+	_, err = b.store.RequestDelete(ctx, name, []state.State{state.Idle}, state.ReasonScaleDown)
+	require.NoError(t, err)
+	require.NoError(t, b.rdb.ZAdd(ctx, b.keys.Retry(), redis.Z{Score: 1, Member: "delete:" + name}).Err())
+
+	// The job's in_progress event arrives before the busy result: the
+	// delete command is in flight, the runner stays deleting.
+	_, err = b.store.Queued(ctx, g, 7, b.now)
+	require.NoError(t, err)
+	_, err = b.store.InProgress(ctx, g, state.JobUpdate{JobID: 7, RunnerName: name})
+	require.NoError(t, err)
+	require.Equal(t, state.Deleting, b.runner(t, name).State)
+
+	out, err := b.store.Busy(ctx, name)
+	require.NoError(t, err)
+	require.Equal(t, state.BusyRestored, out)
+	r := b.runner(t, name)
+	require.Equal(t, state.Busy, r.State)
+	require.EqualValues(t, 7, r.JobID)
+	require.Zero(t, b.card(t, b.keys.Retry()), "the delete retry was dropped")
+	n := len(b.commands(t))
+
+	// A repeated busy result changes nothing.
+	out, err = b.store.Busy(ctx, name)
+	require.NoError(t, err)
+	require.Equal(t, state.BusyIgnored, out)
+	require.Len(t, b.commands(t), n)
+
+	// Its job completes: deleted like any busy runner.
+	c, err := b.store.Completed(ctx, g, state.JobUpdate{JobID: 7, RunnerName: name})
+	require.NoError(t, err)
+	require.Equal(t, name, c.Deleting)
+	require.Contains(t, b.commands(t), "delete "+name+" job_completed")
+
+	out, err = b.store.Busy(ctx, "nobody")
+	require.NoError(t, err)
+	require.Equal(t, state.BusyIgnored, out)
+}
+
+// A busy result that arrives after the runner's job completed (its completed
+// event found the runner deleting and emitted nothing): the runner stays
+// deleting and the delete of a finished job is emitted again.
+func TestBusyResultAfterTheJobCompleted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	g := state.Group{Name: "small", Backend: "docker", MinRunners: 1, MaxRunners: 3}
+	res, err := b.store.TopUp(ctx, g)
+	require.NoError(t, err)
+	name := res.Reserved[0]
+	_, err = b.store.RequestDelete(ctx, name, []state.State{state.Started, state.Pending}, state.ReasonScaleDown)
+	require.NoError(t, err)
+	_, err = b.store.InProgress(ctx, g, state.JobUpdate{JobID: 8, RunnerName: name})
+	require.NoError(t, err)
+	_, err = b.store.Completed(ctx, g, state.JobUpdate{JobID: 8, RunnerName: name})
+	require.NoError(t, err)
+	before := len(b.commands(t))
+
+	out, err := b.store.Busy(ctx, name)
+	require.NoError(t, err)
+	require.Equal(t, state.BusyJobDone, out)
+	require.Equal(t, state.Deleting, b.runner(t, name).State)
+	cmds := b.commands(t)
+	require.Len(t, cmds, before+1)
+	require.Equal(t, "delete "+name+" job_completed", cmds[len(cmds)-1])
 }
 
 func TestMarkIdle(t *testing.T) {
