@@ -38,8 +38,10 @@ func TestProvisionerDocker(t *testing.T) {
 	t.Cleanup(func() { _ = f.Close() })
 	var logs lockedBuffer
 	pub := stream.NewPublisher(rdb, 1000)
+	dspec := config.DockerSpec{Image: testImage, Memory: "32m", StopTimeout: 2 * time.Second}
 	rt, err := runtime.New(runtime.Options{
-		Type: config.BackendDocker, Backend: f.Backend, GitHub: gh, Redis: rdb, Keys: k, Publisher: pub,
+		Config: groupConfig(manager, "linux", dspec, "self-hosted"),
+		Type:   config.BackendDocker, Backend: f.Backend, GitHub: gh, Redis: rdb, Keys: k, Publisher: pub,
 		Consumer: "test", CallTimeout: time.Minute, Block: 50 * time.Millisecond,
 		Backoff: func(int64) time.Duration { return 10 * time.Millisecond },
 		Logger:  slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -50,7 +52,7 @@ func TestProvisionerDocker(t *testing.T) {
 	go func() { done <- rt.Run(ctx) }()
 	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 
-	spec := specJSON(t, config.DockerSpec{Image: testImage, Memory: "32m", StopTimeout: 2 * time.Second})
+	spec := specJSON(t, dspec)
 	name := manager + "-linux-1"
 	send := func(cmd *rmv1.ProvisionCommand) *rmv1.ProvisionResult {
 		t.Helper()
@@ -162,4 +164,13 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// groupConfig is a provisioner's configuration with one docker group of
+// organization acme.
+func groupConfig(manager, group string, spec config.DockerSpec, labels ...string) *config.Config {
+	return &config.Config{Name: manager, RunnerGroups: []config.RunnerGroup{{
+		Name: group, Organization: "acme", MaxRunners: 10, Labels: labels,
+		Backend: config.Backend{Type: config.BackendDocker, Docker: &spec},
+	}}}
 }
