@@ -34,6 +34,7 @@ type Provisioner struct {
 func StartProvisioner(ctx context.Context, rdb redis.UniversalClient, k keys.Keys, cfg *config.Config, b backend.Backend, gh runtime.GitHub) (*Provisioner, error) {
 	opts := runtime.OptionsFromConfig(cfg)
 	opts.Type = "docker"
+	opts.Config = cfg
 	opts.Backend = func([]byte) (backend.Backend, error) { return b, nil }
 	opts.GitHub = gh
 	opts.Redis = rdb

@@ -6,6 +6,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/runner-manager/runner-manager/libs/config"
@@ -50,6 +51,21 @@ type Backend interface {
 	Delete(ctx context.Context, name string) error
 	// List returns the instances that carry this manager's ownership label.
 	List(ctx context.Context) ([]Instance, error)
+}
+
+// CheckRunnerName returns an error wrapping ErrPermanent when name is not a
+// valid runner name (config.IsRunnerName: a DNS label of at most 63
+// characters that starts with a letter). Every backend calls it at the top
+// of Create and Delete, before the name reaches a container or instance
+// name, a tag, a label or a startup script; the provisioner runtime calls it
+// before anything else. The name is quoted, so that whatever it holds cannot
+// forge a log line or a result.
+func CheckRunnerName(name string) error {
+	if !config.IsRunnerName(name) {
+		return fmt.Errorf("runner name %.80q is not valid (a-z, 0-9 and '-', starting with a letter, not ending with '-', at most %d characters): %w",
+			name, config.MaxRunnerNameLen, ErrPermanent)
+	}
+	return nil
 }
 
 // Error classes. Backends wrap their errors with one of them, so that

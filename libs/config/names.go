@@ -37,3 +37,22 @@ func NewRunnerSuffix() string {
 	}
 	return string(out)
 }
+
+// IsRunnerName tells whether s may be a runner's name, and so an instance
+// name, a container name, a tag or label value and a word of a startup
+// script (DESIGN §5): 1 to MaxRunnerNameLen characters a-z, 0-9 and '-',
+// starting with a letter and not ending with '-' (the GCE instance name
+// rule, the strictest of the backends). Every backend checks it before a
+// name reaches its API (libs/backend.CheckRunnerName).
+func IsRunnerName(s string) bool {
+	if len(s) == 0 || len(s) > MaxRunnerNameLen || s[0] < 'a' || s[0] > 'z' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 )
@@ -56,4 +58,64 @@ func decodeSpec[T any](b []byte, typ string) (*T, error) {
 		return nil, fmt.Errorf("decode %s instance spec: %w", typ, err)
 	}
 	return &s, nil
+}
+
+// CanonicalInstanceSpec returns the instance specification js of backend type
+// typ decoded and encoded again: two specifications are the same when their
+// canonical forms are equal, whatever their key order, spacing or fields
+// unknown to this version (which no backend of this version would use).
+func CanonicalInstanceSpec(typ string, js []byte) ([]byte, error) {
+	var spec any
+	var err error
+	switch typ {
+	case BackendDocker:
+		spec, err = DecodeDockerSpec(js)
+	case BackendAWS:
+		spec, err = DecodeAWSSpec(js)
+	case BackendGCP:
+		spec, err = DecodeGCPSpec(js)
+	default:
+		return nil, fmt.Errorf("instance spec: unknown backend type %q", typ)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(spec)
+}
+
+// SpecHash is the hash of what a group's configuration decides about its
+// runners: backend type, instance specification, organization, repository,
+// labels and runner group name. The scheduler puts it in every create
+// command and the provisioner compares it with its own: a difference means
+// the two run different configurations (a rolling change), and the command
+// waits rather than start a runner neither configuration fully describes.
+// Stable across processes: the SHA-256, in hex, of a JSON encoding with a
+// fixed field order.
+func SpecHash(g *RunnerGroup) (string, error) {
+	is, err := g.InstanceSpecJSON()
+	if err != nil {
+		return "", err
+	}
+	canon, err := CanonicalInstanceSpec(g.Backend.Type, is)
+	if err != nil {
+		return "", fmt.Errorf("spec hash of group %s: %w", g.Name, err)
+	}
+	labels := g.Labels
+	if labels == nil {
+		labels = []string{}
+	}
+	b, err := json.Marshal(struct {
+		Version      int             `json:"v"`
+		Group        string          `json:"group"`
+		BackendType  string          `json:"backend_type"`
+		InstanceSpec json.RawMessage `json:"instance_spec"`
+		Organization string          `json:"organization"`
+		Repository   string          `json:"repository"`
+		Labels       []string        `json:"labels"`
+	}{1, g.Name, g.Backend.Type, canon, g.Organization, g.Repository, labels})
+	if err != nil {
+		return "", fmt.Errorf("spec hash of group %s: %w", g.Name, err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -61,4 +62,71 @@ func TestInstanceSpecJSONErrors(t *testing.T) {
 	d, err := DecodeDockerSpec([]byte(`{"image":"i","future_field":1}`))
 	require.NoError(t, err)
 	require.Equal(t, "i", d.Image)
+}
+
+func TestIsRunnerName(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"a", "rm-linux-abc123de", "a1-b2", strings.Repeat("a", 63)} {
+		require.True(t, IsRunnerName(ok), ok)
+	}
+	for _, bad := range []string{"", "x; rm -rf /", "../x", "1abc", "-abc", "abc-", "Abc", "a_b", "a.b", "a b",
+		"a\nb", "a/b", "é", strings.Repeat("a", 64)} {
+		require.False(t, IsRunnerName(bad), "%q", bad)
+	}
+}
+
+func TestSpecHash(t *testing.T) {
+	t.Parallel()
+	base := func() *RunnerGroup {
+		return &RunnerGroup{Name: "linux", Organization: "acme", Labels: []string{"self-hosted", "linux"}, MaxRunners: 3,
+			Backend: Backend{Type: BackendDocker, Docker: &DockerSpec{Image: "img", Env: map[string]string{"B": "2", "A": "1"}}}}
+	}
+	h, err := SpecHash(base())
+	require.NoError(t, err)
+	require.Len(t, h, 64)
+	again, err := SpecHash(base())
+	require.NoError(t, err)
+	require.Equal(t, h, again, "not stable")
+
+	// What does not concern a runner leaves it alone.
+	g := base()
+	g.MaxRunners, g.MinRunners, g.WorkflowAccess = 10, 2, []string{"o/r/.github/workflows/x.yml@main"}
+	same, err := SpecHash(g)
+	require.NoError(t, err)
+	require.Equal(t, h, same)
+
+	// Each field that reaches a runner changes it.
+	for name, change := range map[string]func(*RunnerGroup){
+		"group":        func(g *RunnerGroup) { g.Name = "linux2" },
+		"organization": func(g *RunnerGroup) { g.Organization = "other" },
+		"repository":   func(g *RunnerGroup) { g.Repository = "app" },
+		"labels":       func(g *RunnerGroup) { g.Labels = []string{"self-hosted"} },
+		"label order":  func(g *RunnerGroup) { g.Labels = []string{"linux", "self-hosted"} },
+		"image":        func(g *RunnerGroup) { g.Backend.Docker.Image = "other" },
+		"volumes":      func(g *RunnerGroup) { g.Backend.Docker.Volumes = []string{"/:/host"} },
+		"host":         func(g *RunnerGroup) { g.Backend.Docker.Host = "tcp://10.0.0.1:2375" },
+		"backend type": func(g *RunnerGroup) { g.Backend = Backend{Type: BackendGCP, GCP: &GCPSpec{Project: "p"}} },
+		"gcp endpoint": func(g *RunnerGroup) {
+			g.Backend = Backend{Type: BackendGCP, GCP: &GCPSpec{Project: "p", Endpoint: "http://x"}}
+		},
+	} {
+		g := base()
+		change(g)
+		other, err := SpecHash(g)
+		require.NoError(t, err)
+		require.NotEqual(t, h, other, name)
+	}
+}
+
+func TestCanonicalInstanceSpec(t *testing.T) {
+	t.Parallel()
+	a, err := CanonicalInstanceSpec(BackendDocker, []byte(`{"network":"n", "image":"i","unknown_later":1}`))
+	require.NoError(t, err)
+	b, err := CanonicalInstanceSpec(BackendDocker, []byte(`{"image":"i","network":"n"}`))
+	require.NoError(t, err)
+	require.Equal(t, a, b)
+	_, err = CanonicalInstanceSpec(BackendDocker, []byte(`not json`))
+	require.Error(t, err)
+	_, err = CanonicalInstanceSpec("mem", []byte(`{}`))
+	require.Error(t, err)
 }

@@ -378,6 +378,8 @@ func (c *Config) validateGlobal(v *validator) {
 	switch {
 	case !IsDNSLabel(c.Name):
 		v.at(keyPath{"name"}, "%q is not a lowercase DNS label (a-z, 0-9, '-', not at either end)", c.Name)
+	case c.Name[0] < 'a' || c.Name[0] > 'z':
+		v.at(keyPath{"name"}, "%q does not start with a letter: runner names begin with it, and instance names must start with a letter", c.Name)
 	case len(c.Name) > maxManagerNameLen:
 		v.at(keyPath{"name"}, "%q is %d characters: runner names %s would exceed %d characters; use at most %d",
 			c.Name, len(c.Name), RunnerName(c.Name, "<group>", strings.Repeat("x", RunnerSuffixLen)), MaxRunnerNameLen, maxManagerNameLen)

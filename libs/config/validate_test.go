@@ -93,6 +93,7 @@ func TestProblems(t *testing.T) {
 			"runner_groups[1].name", `duplicate group name "small" (first at line 2)`},
 		{"manager name not a DNS label", group + "name: My_Manager #<\n", nil, "name", "not a lowercase DNS label"},
 		{"manager name ending with a dash", group + "name: rm- #<\n", nil, "name", "not a lowercase DNS label"},
+		{"manager name starting with a digit", group + "name: 1rm #<\n", nil, "name", "does not start with a letter"},
 		{"manager name too long", group + "name: " + strings.Repeat("a", 53) + " #<\n", nil, "name", "use at most 52"},
 		{"group name not a DNS label", "runner_groups:\n  - name: Linux #<\n    organization: o\n    max_runners: 1\n    labels: [l]\n    backend: {type: docker}\n", nil,
 			"runner_groups[0].name", `"Linux" is not a lowercase DNS label`},

@@ -98,6 +98,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ListAfterRestart", s.listAfterRestart)
 	t.Run("ConcurrentCreates", s.concurrentCreates)
 	t.Run("JITConfigReachesOnlyTheInstance", s.jitConfig)
+	t.Run("InvalidNamesRefusedPermanently", s.invalidNames)
 	if h.InvalidSpec != nil {
 		t.Run("InvalidSpecFailsPermanently", s.invalidSpec)
 	}
@@ -403,6 +404,38 @@ func (s *suite) invalidSpec(t *testing.T) {
 	}
 	if n := len(byName(s.list(t, b), name)); n != 0 {
 		t.Errorf("List after a failed Create and Delete: %d instances named %s, want 0", n, name)
+	}
+}
+
+// InvalidNames are runner names every backend refuses before they reach its
+// API (a container or instance name, a tag, a startup script).
+var InvalidNames = []string{
+	"x; rm -rf /", "../x", "x/../../y", strings.Repeat("a", 64), "Upper", "1starts-with-a-digit",
+	"ends-with-", "$(reboot)", "a b", "a\nb", "",
+}
+
+func (s *suite) invalidNames(t *testing.T) {
+	b := s.h.Open(t)
+	for _, name := range InvalidNames {
+		r := s.spec(t, s.h.NewName())
+		r.Name = name
+		inst, err := b.Create(s.ctx(t), r)
+		if err == nil {
+			t.Errorf("Create(%q) succeeded: %+v", name, inst)
+			_ = b.Delete(s.ctx(t), name)
+		} else if !errors.Is(err, backend.ErrPermanent) {
+			t.Errorf("Create(%q): %v, want an error wrapping backend.ErrPermanent", name, err)
+		} else {
+			checkNoSecret(t, "the error", err.Error(), r.JITConfig.Value())
+		}
+		if err := b.Delete(s.ctx(t), name); !errors.Is(err, backend.ErrPermanent) {
+			t.Errorf("Delete(%q): %v, want an error wrapping backend.ErrPermanent", name, err)
+		}
+	}
+	for _, inst := range s.list(t, b) {
+		if slices.Contains(InvalidNames, inst.Name) {
+			t.Errorf("List shows an instance of an invalid name: %+v", inst)
+		}
 	}
 }
 

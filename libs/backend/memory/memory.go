@@ -217,8 +217,8 @@ func (b *Backend) before(ctx context.Context, op Op, name string) error {
 
 // Create starts the runner's instance, or returns the existing one.
 func (b *Backend) Create(ctx context.Context, r backend.RunnerSpec) (backend.Instance, error) {
-	if r.Name == "" {
-		return backend.Instance{}, fmt.Errorf("create instance: empty runner name: %w", backend.ErrPermanent)
+	if err := backend.CheckRunnerName(r.Name); err != nil {
+		return backend.Instance{}, fmt.Errorf("create instance: %w", err)
 	}
 	if err := b.before(ctx, OpCreate, r.Name); err != nil {
 		return backend.Instance{}, err
@@ -249,6 +249,9 @@ func (b *Backend) Create(ctx context.Context, r backend.RunnerSpec) (backend.Ins
 // Delete removes the runner's instance; an unknown name, or an instance of
 // another manager, is left alone and nil is returned.
 func (b *Backend) Delete(ctx context.Context, name string) error {
+	if err := backend.CheckRunnerName(name); err != nil {
+		return fmt.Errorf("delete instance: %w", err)
+	}
 	if err := b.before(ctx, OpDelete, name); err != nil {
 		return err
 	}

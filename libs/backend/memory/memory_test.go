@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestSuite(t *testing.T) {
 		},
 		Foreign: func(t *testing.T) backendtest.Foreign {
 			other := memory.New(memory.Options{Manager: "another-manager", Store: store})
-			name := fmt.Sprintf("foreign-%s", t.Name())
+			name := "foreign-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 			if _, err := other.Create(context.Background(), backend.RunnerSpec{Name: name, Group: "g"}); err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/runner-manager/runner-manager/libs/backend"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
@@ -39,27 +40,31 @@ func (r *Runtime) handleCreate(ctx context.Context, m stream.Message, cmd *rmv1.
 		Attempt:     c.GetAttempt(),
 	}
 	ctx = withRunner(ctx, res.GetRunnerName(), res.GetGroup())
+	// Checked against the configuration before anything else: a refused
+	// command makes no Redis, GitHub or backend call.
+	gc, err := r.checkCreate(c)
+	if err != nil {
+		return r.settle(ctx, m, res, opCreate, fmt.Errorf("create runner %.80q: %w", spec.GetName(), err), nil)
+	}
 	unlock := r.names.lock(res.GetRunnerName())
 	defer unlock()
-	if spec.GetName() != "" {
-		// A create delivered after the runner's delete (a crashed replica's
-		// command taken over late, when the job was already served): starting
-		// it would make an instance nobody wants.
-		n, err := r.opts.Redis.Exists(ctx, r.opts.Keys.Tombstone(spec.GetName())).Result()
-		if err != nil {
-			return fmt.Errorf("create runner %s: check deleted: %w", spec.GetName(), err)
-		}
-		if n > 0 {
-			r.log.Info("create skipped: the runner was deleted already", "entry", m.ID, "command_id", res.CommandId,
-				"runner", res.RunnerName, "group", res.Group, "deliveries", m.Deliveries)
-			r.metrics.command(opCreate, outcomeSkipped)
-			return nil
-		}
+	// A create delivered after the runner's delete (a crashed replica's
+	// command taken over late, when the job was already served): starting
+	// it would make an instance nobody wants.
+	n, err := r.opts.Redis.Exists(ctx, r.opts.Keys.Tombstone(spec.GetName())).Result()
+	if err != nil {
+		return fmt.Errorf("create runner %s: check deleted: %w", spec.GetName(), err)
 	}
-	st := &createState{scope: scopeOf(spec.GetOrganization(), spec.GetRepository()), name: spec.GetName()}
+	if n > 0 {
+		r.log.Info("create skipped: the runner was deleted already", "entry", m.ID, "command_id", res.CommandId,
+			"runner", res.RunnerName, "group", res.Group, "deliveries", m.Deliveries)
+		r.metrics.command(opCreate, outcomeSkipped)
+		return nil
+	}
+	st := &createState{scope: scopeOf(gc.group.Organization, gc.group.Repository), name: spec.GetName()}
 	work, cancel := context.WithTimeout(ctx, r.budget)
 	defer cancel()
-	created, err := r.create(work, spec, st)
+	created, err := r.create(work, spec, gc, st)
 	if err != nil {
 		return r.settle(ctx, m, res, opCreate, err, func(ctx context.Context) { r.undoCreate(ctx, st) })
 	}
@@ -79,21 +84,20 @@ func (r *Runtime) handleCreate(ctx context.Context, m stream.Message, cmd *rmv1.
 // registered already (a command delivered again after a crash) either has
 // its instance, which is reused, or is a stale registration, which is
 // removed before registering again: there is never a second registration
-// nor a second instance.
-func (r *Runtime) create(ctx context.Context, spec *rmv1.RunnerSpec, st *createState) (*rmv1.Created, error) {
-	if spec.GetName() == "" || spec.GetOrganization() == "" {
-		return nil, fmt.Errorf("create runner %q: the command has no runner name or organization: %w", spec.GetName(), backend.ErrPermanent)
+// nor a second instance. What the runner is and where it runs come from gc,
+// the group in this provisioner's configuration (checkCreate).
+func (r *Runtime) create(ctx context.Context, spec *rmv1.RunnerSpec, gc *groupConfig, st *createState) (*rmv1.Created, error) {
+	g := gc.group
+	groupID, err := r.checkRunnerGroupID(ctx, g, spec.GetRunnerGroupId())
+	if err != nil {
+		return nil, fmt.Errorf("create runner %s: %w", spec.GetName(), err)
 	}
-	b, err := r.backendFor(spec.GetInstanceSpec())
+	b, err := r.backendFor(gc.instanceSpec)
 	if err != nil {
 		return nil, fmt.Errorf("create runner %s: %w", spec.GetName(), err)
 	}
 	st.backend = b
-	groupID, err := r.runnerGroupID(ctx, spec)
-	if err != nil {
-		return nil, fmt.Errorf("create runner %s: %w", spec.GetName(), err)
-	}
-	req := github.JITRequest{Name: spec.GetName(), RunnerGroupID: groupID, Labels: spec.GetLabels()}
+	req := github.JITRequest{Name: spec.GetName(), RunnerGroupID: groupID, Labels: slices.Clone(g.Labels)}
 	jit, err := r.generateJIT(ctx, st.scope, req)
 	if errors.Is(err, github.ErrConflict) {
 		inst, found, lerr := r.findInstance(ctx, b, spec.GetName())
@@ -133,7 +137,7 @@ func (r *Runtime) create(ctx context.Context, spec *rmv1.RunnerSpec, st *createS
 	if err != nil {
 		if !errors.Is(err, github.ErrConflict) && classify(err) == rmv1.FailureClass_FAILURE_CLASS_PERMANENT {
 			// The cached group id may be of a group deleted since.
-			r.forgetRunnerGroup(spec)
+			r.forgetRunnerGroup(g)
 		}
 		return nil, fmt.Errorf("create runner %s: %w", spec.GetName(), err)
 	}
@@ -142,10 +146,10 @@ func (r *Runtime) create(ctx context.Context, spec *rmv1.RunnerSpec, st *createS
 	inst, err := callBackend(ctx, r, opCreate, func(ctx context.Context) (backend.Instance, error) {
 		return b.Create(ctx, backend.RunnerSpec{
 			Name:         spec.GetName(),
-			Group:        spec.GetGroup(),
-			Labels:       spec.GetLabels(),
+			Group:        g.Name,
+			Labels:       slices.Clone(g.Labels),
 			JITConfig:    jit.Encoded,
-			InstanceSpec: spec.GetInstanceSpec(),
+			InstanceSpec: gc.instanceSpec,
 		})
 	})
 	if err != nil {
@@ -204,43 +208,6 @@ func (r *Runtime) findInstance(ctx context.Context, b backend.Backend, name stri
 		}
 	}
 	return backend.Instance{}, false, nil
-}
-
-// runnerGroupID is the spec's runner group id; 0 is resolved: the Default
-// group for a repository-level runner, the group of that name in the
-// organization otherwise (cached: a group id never changes).
-func (r *Runtime) runnerGroupID(ctx context.Context, spec *rmv1.RunnerSpec) (int64, error) {
-	if id := spec.GetRunnerGroupId(); id != 0 {
-		return id, nil
-	}
-	if spec.GetRepository() != "" {
-		return defaultRepoRunnerGroupID, nil
-	}
-	key := spec.GetOrganization() + "/" + spec.GetGroup()
-	r.groupsMu.Lock()
-	id, ok := r.groups[key]
-	r.groupsMu.Unlock()
-	if ok {
-		return id, nil
-	}
-	group, err := callGitHub(ctx, r, "runner_group_by_name", func(ctx context.Context) (*github.RunnerGroup, error) {
-		return r.opts.GitHub.GetRunnerGroupByName(ctx, spec.GetOrganization(), spec.GetGroup())
-	})
-	if err != nil {
-		return 0, fmt.Errorf("resolve runner group %s of %s: %w", spec.GetGroup(), spec.GetOrganization(), err)
-	}
-	id = group.ID
-	r.groupsMu.Lock()
-	r.groups[key] = id
-	r.groupsMu.Unlock()
-	return id, nil
-}
-
-// forgetRunnerGroup drops the cached id of the spec's runner group.
-func (r *Runtime) forgetRunnerGroup(spec *rmv1.RunnerSpec) {
-	r.groupsMu.Lock()
-	defer r.groupsMu.Unlock()
-	delete(r.groups, spec.GetOrganization()+"/"+spec.GetGroup())
 }
 
 // deleteRegistration removes the runner's registration at GitHub, by id

@@ -24,6 +24,10 @@ func (r *Runtime) handleDelete(ctx context.Context, m stream.Message, cmd *rmv1.
 		BackendType: r.opts.Type,
 	}
 	ctx = withRunner(ctx, res.GetRunnerName(), res.GetGroup())
+	// A name that is no runner's reaches no Redis key and no backend.
+	if err := checkName(d.GetName()); err != nil {
+		return r.settle(ctx, m, res, opDelete, fmt.Errorf("delete runner: %w", err), nil)
+	}
 	unlock := r.names.lock(res.GetRunnerName())
 	defer unlock()
 	// The tombstone first: a create of this name handled from now on, by
@@ -84,7 +88,7 @@ func (r *Runtime) delete(ctx context.Context, d *rmv1.DeleteRunner) (busy bool, 
 	if d.GetName() == "" {
 		return false, fmt.Errorf("delete runner: the command has no runner name: %w", backend.ErrPermanent)
 	}
-	b, err := r.backendFor(d.GetInstanceSpec())
+	b, err := r.deleteLocation(d)
 	if err != nil {
 		return false, fmt.Errorf("delete runner %s: %w", d.GetName(), err)
 	}

@@ -31,19 +31,16 @@ func (r *Runtime) handleList(ctx context.Context, m stream.Message, cmd *rmv1.Pr
 	return nil
 }
 
-// list lists the instances of every backend the specifications name. It is
-// all or nothing: a partial inventory would make present instances look
-// vanished. Two specifications on the same backend list it twice; the
-// instances are merged by name.
-func (r *Runtime) list(ctx context.Context, l *rmv1.ListInstances) (*rmv1.Inventory, error) {
+// list lists the instances at the locations of the groups of this
+// provisioner's configuration (listSpecs); the command's instance_specs are
+// ignored. It is all or nothing: a partial inventory would make present
+// instances look vanished. Two specifications on the same backend list it
+// twice; the instances are merged by name.
+func (r *Runtime) list(ctx context.Context, _ *rmv1.ListInstances) (*rmv1.Inventory, error) {
 	takenAt := r.opts.Now()
-	specs := l.GetInstanceSpecs()
-	if len(specs) == 0 {
-		specs = [][]byte{nil}
-	}
 	seen := map[string]bool{}
 	inv := &rmv1.Inventory{TakenAt: timestamppb.New(takenAt)}
-	for _, spec := range uniqueSpecs(specs) {
+	for _, spec := range r.listSpecs() {
 		b, err := r.backendFor(spec)
 		if err != nil {
 			return nil, fmt.Errorf("list instances: %w", err)
@@ -62,18 +59,6 @@ func (r *Runtime) list(ctx context.Context, l *rmv1.ListInstances) (*rmv1.Invent
 	}
 	slices.SortFunc(inv.Instances, func(a, b *rmv1.Instance) int { return strings.Compare(a.Name, b.Name) })
 	return inv, nil
-}
-
-func uniqueSpecs(specs [][]byte) [][]byte {
-	seen := map[string]bool{}
-	var out [][]byte
-	for _, s := range specs {
-		if !seen[string(s)] {
-			seen[string(s)] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func instanceProto(i backend.Instance) *rmv1.Instance {

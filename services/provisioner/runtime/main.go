@@ -70,6 +70,7 @@ func Serve(ctx context.Context, app *service.App, backendType string, b BackendS
 	}
 	opts := OptionsFromConfig(app.Config)
 	opts.Type = backendType
+	opts.Config = app.Config
 	opts.Backend = b.Factory
 	opts.GitHub = gh
 	opts.Redis = app.Redis

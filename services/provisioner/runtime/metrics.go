@@ -24,6 +24,7 @@ const (
 
 type metrics struct {
 	commands *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 	backend  *prometheus.HistogramVec
 	github   *prometheus.HistogramVec
 }
@@ -36,6 +37,12 @@ func newMetrics(backendType string, reg prometheus.Registerer) (*metrics, error)
 			Help:        "Commands handled, by command (create, delete, list) and outcome (created, deleted, busy, listed, retry, failed_<class>, dead_lettered, interrupted, poison).",
 			ConstLabels: constLabels,
 		}, []string{"command", "outcome"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_provisioner_commands_refused_total",
+			Help: "Commands refused because they disagree with the provisioner's configuration, by reason (unknown_group, backend_type, " +
+				"organization, repository, labels, runner_group, instance_spec, invalid_name, spec_hash_mismatch); counted at each delivery.",
+			ConstLabels: constLabels,
+		}, []string{"reason"}),
 		backend: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:        "runner_manager_provisioner_backend_call_duration_seconds",
 			Help:        "Duration of backend calls, by operation (create, delete, list) and outcome (ok, error).",
@@ -60,6 +67,9 @@ func newMetrics(backendType string, reg prometheus.Registerer) (*metrics, error)
 			m.commands.WithLabelValues(cmd, o)
 		}
 	}
+	for _, reason := range refusalReasons {
+		m.refused.WithLabelValues(reason)
+	}
 	if reg == nil {
 		return m, nil
 	}
@@ -67,6 +77,9 @@ func newMetrics(backendType string, reg prometheus.Registerer) (*metrics, error)
 	// process) shares the collectors of the first.
 	var err error
 	if m.commands, err = register(reg, m.commands); err != nil {
+		return nil, err
+	}
+	if m.refused, err = register(reg, m.refused); err != nil {
 		return nil, err
 	}
 	if m.backend, err = register(reg, m.backend); err != nil {

@@ -57,9 +57,10 @@ const (
 )
 
 // BackendFactory returns the backend that hosts the runners of an instance
-// specification (the JSON of a group's backend section; empty when the
-// command carries none). It is called for every command: implementations
-// cache their API clients. An error wrapping backend.ErrPermanent means the
+// specification: the JSON of a group's backend section in the provisioner's
+// own configuration (never a command's), or empty for the backend's default
+// location when no group of the type is configured. It is called for every
+// command: implementations cache their API clients. An error wrapping backend.ErrPermanent means the
 // specification is invalid.
 type BackendFactory func(instanceSpec []byte) (backend.Backend, error)
 
@@ -68,6 +69,11 @@ type BackendFactory func(instanceSpec []byte) (backend.Backend, error)
 type Options struct {
 	// Type of the backend: docker, aws or gcp. Required.
 	Type string
+	// Config is the provisioner's configuration, the same file as the
+	// scheduler's: the groups of Type in it are the only ones whose commands
+	// the runtime acts on, and their instance specification, organization,
+	// repository and labels are the ones it uses. Required.
+	Config *config.Config
 	// Backend returns the backend of an instance specification. Required.
 	Backend BackendFactory
 	// GitHub registers and removes runners. Required.
@@ -134,6 +140,11 @@ type Runtime struct {
 
 	names nameLocks
 
+	// The groups of the configuration on this backend type, by name and in
+	// configuration order.
+	groupCfg  map[string]*groupConfig
+	groupList []*groupConfig
+
 	groupsMu sync.Mutex
 	groups   map[string]int64 // "org/group" -> runner group id
 }
@@ -143,6 +154,8 @@ func New(opts Options) (*Runtime, error) {
 	switch {
 	case opts.Type == "":
 		return nil, errors.New("provisioner runtime: no backend type")
+	case opts.Config == nil:
+		return nil, errors.New("provisioner runtime: no configuration")
 	case opts.Backend == nil:
 		return nil, errors.New("provisioner runtime: no backend")
 	case opts.GitHub == nil:
@@ -173,6 +186,10 @@ func New(opts Options) (*Runtime, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	groupCfg, groupList, err := loadGroups(opts.Config, opts.Type)
+	if err != nil {
+		return nil, fmt.Errorf("provisioner runtime: %w", err)
+	}
 	m, err := newMetrics(opts.Type, opts.Metrics)
 	if err != nil {
 		return nil, err
@@ -187,6 +204,9 @@ func New(opts Options) (*Runtime, error) {
 		metrics: m,
 		tracer:  defaultTracerProvider(opts.TracerProvider).Tracer(tracerName),
 		groups:  map[string]int64{},
+
+		groupCfg:  groupCfg,
+		groupList: groupList,
 	}
 	r.consumer = stream.NewConsumer(opts.Redis, stream.ConsumerConfig{
 		Stream:          opts.Keys.Provision(opts.Type),
@@ -327,6 +347,13 @@ func (r *Runtime) settle(ctx context.Context, m stream.Message, res *rmv1.Provis
 		log.Info("command interrupted by shutdown, left pending", "error", err.Error())
 		r.metrics.command(op, outcomeInterrupted)
 		return fmt.Errorf("%s interrupted: %w", op, err)
+	}
+	if ref, ok := asRefusal(err); ok {
+		// Counted at every delivery: a retryable refusal is refused again
+		// until the configurations agree or the retries run out.
+		log.Warn("command refused: it disagrees with this provisioner's configuration",
+			"refusal", ref.reason, "error", err.Error())
+		r.metrics.refused.WithLabelValues(ref.reason).Inc()
 	}
 	class := classify(err)
 	if class == rmv1.FailureClass_FAILURE_CLASS_RETRYABLE && m.Deliveries < r.opts.RetryDeliveries {

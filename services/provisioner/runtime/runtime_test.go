@@ -17,6 +17,7 @@ import (
 
 	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/backend/memory"
+	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/github"
 	"github.com/runner-manager/runner-manager/libs/keys"
@@ -27,7 +28,7 @@ import (
 )
 
 const (
-	backendType = "mem"
+	backendType = config.BackendDocker
 	org         = "acme"
 	waitFor     = 20 * time.Second
 )
@@ -45,6 +46,22 @@ type bundle struct {
 	seq  int
 	// stop cancels the runtime and waits for Run to return (also at cleanup).
 	stop func()
+	// cfg is the provisioner's configuration (testConfig).
+	cfg *config.Config
+}
+
+// testConfig is the provisioner's configuration in these tests: group linux
+// of organization acme, and group repo of its repository app, both on the
+// backend type of the tests, and group cloud on another type.
+func testConfig() *config.Config {
+	return &config.Config{Name: "rt", RunnerGroups: []config.RunnerGroup{
+		{Name: "linux", Organization: org, MaxRunners: 10, Labels: []string{"self-hosted", "linux"},
+			Backend: config.Backend{Type: backendType, Docker: &config.DockerSpec{Image: "x"}}},
+		{Name: "repo", Organization: org, Repository: "app", MaxRunners: 10, Labels: []string{"self-hosted", "linux"},
+			Backend: config.Backend{Type: backendType, Docker: &config.DockerSpec{Image: "y"}}},
+		{Name: "cloud", Organization: org, MaxRunners: 10, Labels: []string{"self-hosted", "linux"},
+			Backend: config.Backend{Type: config.BackendGCP, GCP: &config.GCPSpec{Project: "p", Zones: []string{"z"}, MachineType: "m"}}},
+	}}
 }
 
 func setup(t *testing.T, mutate ...func(*runtime.Options)) *bundle {
@@ -56,10 +73,12 @@ func setup(t *testing.T, mutate ...func(*runtime.Options)) *bundle {
 		mem:  memory.New(memory.Options{Manager: "rt"}),
 		reg:  prometheus.NewRegistry(),
 		logs: &syncBuffer{},
+		cfg:  testConfig(),
 	}
 	b.pub = stream.NewPublisher(b.rdb, 1000)
 	opts := runtime.Options{
 		Type:            backendType,
+		Config:          b.cfg,
 		Backend:         func([]byte) (backend.Backend, error) { return b.mem, nil },
 		GitHub:          b.gh,
 		Redis:           b.rdb,
@@ -97,10 +116,11 @@ func setup(t *testing.T, mutate ...func(*runtime.Options)) *bundle {
 	return b
 }
 
+// spec is the spec of a runner of group linux as the scheduler sends it.
 func (b *bundle) spec(name string) *rmv1.RunnerSpec {
 	return &rmv1.RunnerSpec{
 		Name: name, Group: "linux", BackendType: backendType, Labels: []string{"self-hosted", "linux"},
-		Organization: org, InstanceSpec: []byte(`{"image":"x"}`),
+		Organization: org,
 	}
 }
 
@@ -239,7 +259,7 @@ func TestCreateRepositoryRunnerJoinsTheDefaultGroup(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	spec := b.spec("rt-repo-1")
-	spec.Repository = "app"
+	spec.Group, spec.Repository = "repo", "app"
 	id := b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Create{Create: &rmv1.CreateRunner{Spec: spec, Attempt: 1}}})
 	require.NotNil(t, b.result(t, id).GetCreated())
 	regs := b.gh.Runners()
@@ -512,8 +532,9 @@ func TestList(t *testing.T) {
 
 	before := time.Now()
 	id := b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_List{List: &rmv1.ListInstances{
-		// Two groups on the same backend: listed once each, merged.
-		InstanceSpecs: [][]byte{[]byte(`{"image":"x"}`), []byte(`{"image":"y"}`)},
+		// Ignored: the two groups of the configuration on this backend are
+		// listed once each, merged.
+		InstanceSpecs: [][]byte{[]byte(`{"image":"z"}`)},
 	}}})
 	res := b.result(t, id)
 	inv := res.GetInventory()

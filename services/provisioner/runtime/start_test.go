@@ -9,6 +9,7 @@ import (
 
 	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/backend/memory"
+	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
@@ -24,7 +25,9 @@ func TestRuntimetestStart(t *testing.T) {
 	k := keys.New(redistest.NewName("start"))
 	mem := memory.New(memory.Options{})
 	gh := runtimetest.NewGitHub()
-	runtimetest.Start(t, runtime.Options{Redis: rdb, Keys: k, GitHub: gh,
+	cfg := &config.Config{Name: "start", RunnerGroups: []config.RunnerGroup{{Name: "g", Organization: "acme",
+		MaxRunners: 1, Labels: []string{"self-hosted"}, Backend: config.Backend{Type: config.BackendDocker}}}}
+	runtimetest.Start(t, runtime.Options{Redis: rdb, Keys: k, GitHub: gh, Config: cfg,
 		Backend: func([]byte) (backend.Backend, error) { return mem, nil }})
 
 	_, err := stream.NewPublisher(rdb, 100).Publish(context.Background(), k.Provision("docker"), stream.TypeCommand,

@@ -97,8 +97,11 @@ type RunnerSpec struct {
 	RunnerGroupId int64 `protobuf:"varint,7,opt,name=runner_group_id,json=runnerGroupId,proto3" json:"runner_group_id,omitempty"`
 	// The job that asked for this runner, 0 for a runner kept for min_runners.
 	JobId int64 `protobuf:"varint,8,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	// JSON of the group's backend instance specification at the time of the
-	// decision (the backend's section of the configuration). Never holds secrets.
+	// JSON of the group's backend instance specification (the backend's
+	// section of the configuration). The scheduler no longer sends it: the
+	// provisioner takes the specification from its own configuration, and
+	// refuses a command whose instance_spec, when present, differs from it.
+	// Never holds secrets.
 	InstanceSpec  []byte `protobuf:"bytes,9,opt,name=instance_spec,json=instanceSpec,proto3" json:"instance_spec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -202,7 +205,13 @@ type CreateRunner struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Spec  *RunnerSpec            `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	// 1 for the first attempt; the scheduler increments it on retries.
-	Attempt       int32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// config.SpecHash of the group in the scheduler's configuration (backend
+	// type, instance specification, organization, repository, labels, group
+	// name). A provisioner whose own hash differs refuses the command as
+	// retryable: the two configurations are being rolled out. Empty from a
+	// scheduler older than the field: then only the other fields are checked.
+	SpecHash      string `protobuf:"bytes,3,opt,name=spec_hash,json=specHash,proto3" json:"spec_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,6 +260,13 @@ func (x *CreateRunner) GetAttempt() int32 {
 	return 0
 }
 
+func (x *CreateRunner) GetSpecHash() string {
+	if x != nil {
+		return x.SpecHash
+	}
+	return ""
+}
+
 // DeleteRunner asks a provisioner to delete a runner's instance and its GitHub
 // registration. Not found anywhere is success.
 type DeleteRunner struct {
@@ -266,7 +282,9 @@ type DeleteRunner struct {
 	GithubRunnerId int64 `protobuf:"varint,7,opt,name=github_runner_id,json=githubRunnerId,proto3" json:"github_runner_id,omitempty"`
 	// Why: job_completed, time_to_start, time_to_live, orphan, admin, scale_down, ...
 	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
-	// JSON of the group's backend instance specification (for region/zones/project).
+	// JSON of the group's backend instance specification. Ignored: the
+	// provisioner finds the runner's location (host, region, zones, project,
+	// endpoint) in its own configuration.
 	InstanceSpec []byte `protobuf:"bytes,9,opt,name=instance_spec,json=instanceSpec,proto3" json:"instance_spec,omitempty"`
 	// The registration is known to be gone at GitHub (an ephemeral runner whose
 	// job completed): the provisioner deletes the instance only, saving an API
@@ -380,8 +398,8 @@ func (x *DeleteRunner) GetRegistrationGone() bool {
 // carry this manager's ownership label. Answered by an Inventory result.
 type ListInstances struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The JSON instance specifications of the groups on this backend, so that a
-	// cloud backend knows which regions, zones and projects to list.
+	// The JSON instance specifications of the groups on this backend. Ignored:
+	// the provisioner lists the locations of its own configured groups.
 	InstanceSpecs [][]byte `protobuf:"bytes,1,rep,name=instance_specs,json=instanceSpecs,proto3" json:"instance_specs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1067,10 +1085,11 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"repository\x12&\n" +
 	"\x0frunner_group_id\x18\a \x01(\x03R\rrunnerGroupId\x12\x15\n" +
 	"\x06job_id\x18\b \x01(\x03R\x05jobId\x12#\n" +
-	"\rinstance_spec\x18\t \x01(\fR\finstanceSpec\"Z\n" +
+	"\rinstance_spec\x18\t \x01(\fR\finstanceSpec\"w\n" +
 	"\fCreateRunner\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.runnermanager.v1.RunnerSpecR\x04spec\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\xd4\x02\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
+	"\tspec_hash\x18\x03 \x01(\tR\bspecHash\"\xd4\x02\n" +
 	"\fDeleteRunner\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12!\n" +

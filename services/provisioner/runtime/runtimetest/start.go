@@ -11,14 +11,19 @@ import (
 )
 
 // Start runs an in-process provisioner until the test ends, and returns once
-// its consumer group exists. opts needs Redis and Keys; the other zero
-// fields get test values: Type "docker", an in-memory backend (memory.New)
-// when Backend is nil, a new fake GitHub when GitHub is nil, consumer
-// "test", a 50ms XREADGROUP block and a 10ms retry backoff.
+// its consumer group exists. opts needs Redis, Keys and Config (the
+// configuration with the groups whose commands it acts on, as the scheduler
+// under test has it); the other zero fields get test values: Type "docker",
+// an in-memory backend (memory.New) when Backend is nil, a new fake GitHub
+// when GitHub is nil, consumer "test", a 50ms XREADGROUP block and a 10ms
+// retry backoff.
 //
-//	rt := runtimetest.Start(t, runtime.Options{Redis: rdb, Keys: k, Backend: func([]byte) (backend.Backend, error) { return mem, nil }})
+//	rt := runtimetest.Start(t, runtime.Options{Redis: rdb, Keys: k, Config: cfg, Backend: func([]byte) (backend.Backend, error) { return mem, nil }})
 func Start(t testing.TB, opts runtime.Options) *runtime.Runtime {
 	t.Helper()
+	if opts.Config == nil {
+		t.Fatal("runtimetest.Start: no Config: the provisioner acts only on the groups of its configuration")
+	}
 	if opts.Type == "" {
 		opts.Type = "docker"
 	}

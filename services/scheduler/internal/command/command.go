@@ -49,20 +49,23 @@ func NewID() string {
 	return hex.EncodeToString(buf[:])
 }
 
-// spec builds the RunnerSpec of a runner called name of group g.
-func (b *Builder) spec(ctx context.Context, group, name string, forJob int64) (*rmv1.RunnerSpec, error) {
+// spec builds the RunnerSpec of a runner called name of group g, and the
+// group's config.SpecHash. The instance specification is not sent: the
+// provisioner takes it from its own configuration, and the hash tells it
+// whether that configuration is the scheduler's.
+func (b *Builder) spec(ctx context.Context, group, name string, forJob int64) (*rmv1.RunnerSpec, string, error) {
 	g := b.cfg.Group(group)
 	if g == nil {
-		return nil, fmt.Errorf("group %s is not configured", group)
+		return nil, "", fmt.Errorf("group %s is not configured", group)
 	}
-	is, err := g.InstanceSpecJSON()
+	hash, err := config.SpecHash(g)
 	if err != nil {
-		return nil, fmt.Errorf("instance spec of group %s: %w", group, err)
+		return nil, "", err
 	}
 	var ghID int64
 	if b.ids != nil {
 		if ghID, err = b.ids.GitHubGroupID(ctx, group); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	return &rmv1.RunnerSpec{
@@ -74,8 +77,7 @@ func (b *Builder) spec(ctx context.Context, group, name string, forJob int64) (*
 		Repository:    g.Repository,
 		RunnerGroupId: ghID,
 		JobId:         forJob,
-		InstanceSpec:  is,
-	}, nil
+	}, hash, nil
 }
 
 func (b *Builder) encode(ctx context.Context, c *rmv1.ProvisionCommand) (state.Command, error) {
@@ -93,7 +95,7 @@ func (b *Builder) Creates(ctx context.Context, g state.Group, forJob int64, n in
 	out := make([]state.Candidate, 0, n)
 	// One spec for every candidate: the group's GitHub id is read from Redis
 	// once per decision, not once per candidate runner.
-	base, err := b.spec(ctx, g.Name, "", forJob)
+	base, hash, err := b.spec(ctx, g.Name, "", forJob)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +104,7 @@ func (b *Builder) Creates(ctx context.Context, g state.Group, forJob int64, n in
 		spec := proto.Clone(base).(*rmv1.RunnerSpec)
 		spec.Name = name
 		cmd, err := b.encode(ctx, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Create{
-			Create: &rmv1.CreateRunner{Spec: spec, Attempt: 1},
+			Create: &rmv1.CreateRunner{Spec: spec, Attempt: 1, SpecHash: hash},
 		}})
 		if err != nil {
 			return nil, err
@@ -114,12 +116,12 @@ func (b *Builder) Creates(ctx context.Context, g state.Group, forJob int64, n in
 
 // Retry returns the create command of r for attempt.
 func (b *Builder) Retry(ctx context.Context, r state.Runner, attempt int) (state.Command, error) {
-	spec, err := b.spec(ctx, r.Group, r.Name, r.ForJob)
+	spec, hash, err := b.spec(ctx, r.Group, r.Name, r.ForJob)
 	if err != nil {
 		return state.Command{}, err
 	}
 	return b.encode(ctx, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Create{
-		Create: &rmv1.CreateRunner{Spec: spec, Attempt: int32(attempt)},
+		Create: &rmv1.CreateRunner{Spec: spec, Attempt: int32(attempt), SpecHash: hash},
 	}})
 }
 

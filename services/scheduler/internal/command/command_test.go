@@ -56,11 +56,19 @@ func TestCommands(t *testing.T) {
 	require.Equal(t, "app", spec.GetRepository())
 	require.EqualValues(t, 5, spec.GetRunnerGroupId())
 	require.EqualValues(t, 9, spec.GetJobId())
+	// The provisioner takes the instance specification from its own
+	// configuration; the hash says which configuration this is.
+	require.Empty(t, spec.GetInstanceSpec())
+	want, err := config.SpecHash(cfg.Group("pool"))
+	require.NoError(t, err)
+	require.Equal(t, want, decode(t, cands[0].Create).GetCreate().GetSpecHash())
 
 	r := state.Runner{Name: cands[0].Name, Group: "pool", Backend: "docker", ForJob: 9, InstanceID: "c1", GitHubRunnerID: 3}
 	retry, err := b.Retry(ctx, r, 3)
 	require.NoError(t, err)
 	require.EqualValues(t, 3, decode(t, retry).GetCreate().GetAttempt())
+	require.Equal(t, want, decode(t, retry).GetCreate().GetSpecHash())
+	require.Empty(t, decode(t, retry).GetCreate().GetSpec().GetInstanceSpec())
 
 	del, err := b.Delete(ctx, r, state.ReasonAdmin)
 	require.NoError(t, err)

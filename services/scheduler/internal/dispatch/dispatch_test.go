@@ -3,7 +3,6 @@ package dispatch_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -125,9 +124,10 @@ func TestQueuedEmitsACompleteCreateCommand(t *testing.T) {
 	require.Equal(t, "acme", spec.GetOrganization())
 	require.EqualValues(t, 42, spec.GetRunnerGroupId())
 	require.EqualValues(t, 7, spec.GetJobId())
-	var is map[string]any
-	require.NoError(t, json.Unmarshal(spec.GetInstanceSpec(), &is))
-	require.Equal(t, "runner:test", is["image"])
+	require.Empty(t, spec.GetInstanceSpec(), "the provisioner has the instance specification in its configuration")
+	hash, err := config.SpecHash(b.cfg.Group("pool"))
+	require.NoError(t, err)
+	require.Equal(t, hash, c.GetSpecHash())
 
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Commands.WithLabelValues("create", "queued")))
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Events.WithLabelValues("queued", "applied")))

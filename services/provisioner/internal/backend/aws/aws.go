@@ -258,8 +258,8 @@ func ClientToken(name string, a attempt, previous string) string {
 
 // Create starts the runner's instance, or returns the one that exists.
 func (b *Backend) Create(ctx context.Context, r backend.RunnerSpec) (backend.Instance, error) {
-	if r.Name == "" {
-		return backend.Instance{}, fmt.Errorf("create instance: empty runner name: %w", backend.ErrPermanent)
+	if err := backend.CheckRunnerName(r.Name); err != nil {
+		return backend.Instance{}, fmt.Errorf("create instance: %w", err)
 	}
 	if inst, ok, err := b.find(ctx, r.Name); err != nil {
 		return backend.Instance{}, fmt.Errorf("create instance %s: %w", r.Name, err)
@@ -436,6 +436,9 @@ const DefaultRootDeviceName = "/dev/xvda"
 // Delete terminates the runner's instances (there is at most one, but a
 // lost answer could in theory leave two); none is success.
 func (b *Backend) Delete(ctx context.Context, name string) error {
+	if err := backend.CheckRunnerName(name); err != nil {
+		return fmt.Errorf("delete instance: %w", err)
+	}
 	insts, err := b.describe(ctx, []types.Filter{
 		tagFilter(backend.LabelManager, b.manager),
 		tagFilter(backend.LabelRunner, name),

@@ -152,6 +152,9 @@ func (b *Backend) Create(ctx context.Context, r backend.RunnerSpec) (backend.Ins
 // create makes and starts the container; retry allows one more attempt
 // when the runners' network disappeared.
 func (b *Backend) create(ctx context.Context, r backend.RunnerSpec, retry bool) (backend.Instance, error) {
+	if err := backend.CheckRunnerName(r.Name); err != nil {
+		return backend.Instance{}, fmt.Errorf("create container: %w", err)
+	}
 	cfg, host, err := b.containerConfig(r)
 	if err != nil {
 		return backend.Instance{}, fmt.Errorf("create container %s: %w", r.Name, err)
@@ -449,6 +452,9 @@ func boolPtr(v bool) *bool { return &v }
 // Delete stops the runner's container (with the grace period of its spec)
 // and removes it. Not found, or a container of another owner, is nil.
 func (b *Backend) Delete(ctx context.Context, name string) error {
+	if err := backend.CheckRunnerName(name); err != nil {
+		return fmt.Errorf("delete container: %w", err)
+	}
 	victims, err := b.containersOf(ctx, name)
 	if err != nil {
 		return err

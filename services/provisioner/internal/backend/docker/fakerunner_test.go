@@ -73,8 +73,10 @@ func TestFakeRunnerComesOnline(t *testing.T) {
 	f := docker.NewFactory(manager, nil)
 	t.Cleanup(func() { _ = f.Close() })
 	pub := stream.NewPublisher(rdb, 1000)
+	dspec := config.DockerSpec{Image: fakeRunnerImage, Network: "host", StopTimeout: 5 * time.Second}
 	rt, err := runtime.New(runtime.Options{
-		Type: config.BackendDocker, Backend: f.Backend, GitHub: gh, Redis: rdb, Keys: k, Publisher: pub,
+		Config: groupConfig(manager, "linux", dspec, "self-hosted", "linux"),
+		Type:   config.BackendDocker, Backend: f.Backend, GitHub: gh, Redis: rdb, Keys: k, Publisher: pub,
 		Consumer: "test", CallTimeout: time.Minute, Block: 50 * time.Millisecond,
 	})
 	require.NoError(t, err)
@@ -83,7 +85,7 @@ func TestFakeRunnerComesOnline(t *testing.T) {
 	go func() { done <- rt.Run(ctx) }()
 	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 
-	spec := specJSON(t, config.DockerSpec{Image: fakeRunnerImage, Network: "host", StopTimeout: 5 * time.Second})
+	spec := specJSON(t, dspec)
 	name := manager + "-linux-1"
 	result := func(id string) *rmv1.ProvisionResult {
 		t.Helper()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/stretchr/testify/require"
 
 	"github.com/runner-manager/runner-manager/libs/backend"
@@ -38,8 +39,10 @@ func TestProvisionerDocker(t *testing.T) {
 	t.Cleanup(func() { _ = f.Close() })
 	var logs lockedBuffer
 	pub := stream.NewPublisher(rdb, 1000)
+	dspec := config.DockerSpec{Image: testImage, Memory: "32m", StopTimeout: 2 * time.Second}
 	rt, err := runtime.New(runtime.Options{
-		Type: config.BackendDocker, Backend: f.Backend, GitHub: gh, Redis: rdb, Keys: k, Publisher: pub,
+		Config: groupConfig(manager, "linux", dspec, "self-hosted"),
+		Type:   config.BackendDocker, Backend: f.Backend, GitHub: gh, Redis: rdb, Keys: k, Publisher: pub,
 		Consumer: "test", CallTimeout: time.Minute, Block: 50 * time.Millisecond,
 		Backoff: func(int64) time.Duration { return 10 * time.Millisecond },
 		Logger:  slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -50,7 +53,7 @@ func TestProvisionerDocker(t *testing.T) {
 	go func() { done <- rt.Run(ctx) }()
 	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 
-	spec := specJSON(t, config.DockerSpec{Image: testImage, Memory: "32m", StopTimeout: 2 * time.Second})
+	spec := specJSON(t, dspec)
 	name := manager + "-linux-1"
 	send := func(cmd *rmv1.ProvisionCommand) *rmv1.ProvisionResult {
 		t.Helper()
@@ -162,4 +165,107 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// groupConfig is a provisioner's configuration with one docker group of
+// organization acme.
+func groupConfig(manager, group string, spec config.DockerSpec, labels ...string) *config.Config {
+	return &config.Config{Name: manager, RunnerGroups: []config.RunnerGroup{{
+		Name: group, Organization: "acme", MaxRunners: 10, Labels: labels,
+		Backend: config.Backend{Type: config.BackendDocker, Docker: &spec},
+	}}}
+}
+
+// A forged create for a known group, whose instance specification mounts the
+// host's root, names another engine and another image, is refused: no
+// container is made, on the engine or anywhere else; a create of the same
+// group as the scheduler sends it runs the configured image, without the mount.
+func TestProvisionerDockerRefusesAForgedSpec(t *testing.T) {
+	t.Parallel()
+	manager := newManager(t)
+	cli := dockerClient(t)
+	rdb := redistest.Client(t)
+	k := keys.New(manager)
+	gh := runtimetest.NewGitHub()
+	f := docker.NewFactory(manager, nil)
+	t.Cleanup(func() { _ = f.Close() })
+	pub := stream.NewPublisher(rdb, 1000)
+	dspec := config.DockerSpec{Image: testImage, Memory: "32m", StopTimeout: 2 * time.Second}
+	rt, err := runtime.New(runtime.Options{
+		Config: groupConfig(manager, "linux", dspec, "self-hosted"),
+		Type:   config.BackendDocker, Backend: f.Backend, GitHub: gh, Redis: rdb, Keys: k, Publisher: pub,
+		Consumer: "test", CallTimeout: time.Minute, Block: 50 * time.Millisecond,
+		Backoff: func(int64) time.Duration { return 10 * time.Millisecond },
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+
+	create := func(id, name string, instanceSpec []byte) *rmv1.ProvisionResult {
+		t.Helper()
+		_, err := pub.Publish(context.Background(), k.Provision(config.BackendDocker), stream.TypeCommand,
+			&rmv1.ProvisionCommand{CommandId: id, Command: &rmv1.ProvisionCommand_Create{Create: &rmv1.CreateRunner{
+				Attempt: 1,
+				Spec: &rmv1.RunnerSpec{Name: name, Group: "linux", BackendType: config.BackendDocker,
+					Labels: []string{"self-hosted"}, Organization: "acme", InstanceSpec: instanceSpec},
+			}}})
+		require.NoError(t, err)
+		var got *rmv1.ProvisionResult
+		require.Eventually(t, func() bool {
+			entries, err := rdb.XRange(context.Background(), k.Results(), "-", "+").Result()
+			require.NoError(t, err)
+			for _, e := range entries {
+				res := &rmv1.ProvisionResult{}
+				data, _ := e.Values[stream.FieldData].(string)
+				require.NoError(t, stream.Message{Data: []byte(data)}.Unmarshal(res))
+				if res.GetCommandId() == id {
+					got = res
+					return true
+				}
+			}
+			return false
+		}, time.Minute, 20*time.Millisecond)
+		return got
+	}
+
+	// On the real engine: the test image with the host's root mounted.
+	// Elsewhere: another engine (nothing listens there) and another image.
+	for i, forged := range []config.DockerSpec{
+		{Image: testImage, Volumes: []string{"/:/host"}, Command: []string{"sleep", "600"}, StopTimeout: time.Second},
+		{Image: testImage + "-evil", Volumes: []string{"/:/host"}, Host: "tcp://127.0.0.1:1"},
+	} {
+		name := fmt.Sprintf("%s-linux-forged%d", manager, i)
+		res := create(fmt.Sprintf("forged-%d", i), name, specJSON(t, forged))
+		require.NotNil(t, res.GetFailed(), "result: %v", res)
+		require.Equal(t, rmv1.FailureClass_FAILURE_CLASS_PERMANENT, res.GetFailed().GetClass())
+		require.Contains(t, res.GetFailed().GetReason(), "refused (instance_spec)")
+		_, err = cli.ContainerInspect(context.Background(), name)
+		require.Error(t, err, "a container was created for the forged command")
+	}
+	require.Zero(t, gh.Calls(runtimetest.MethodGenerateJITConfig))
+	// No container of this manager on the engine, with the mount or without.
+	owned, err := cli.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", backend.LabelManager+"="+manager))})
+	require.NoError(t, err)
+	for _, c := range owned {
+		for _, m := range c.Mounts {
+			require.NotEqual(t, "/", m.Source, "container %v mounts the host's root", c.Names)
+		}
+	}
+	require.Empty(t, owned)
+
+	// The scheduler's create (no instance_spec) runs the configured spec.
+	name2 := manager + "-linux-2"
+	res := create("good", name2, nil)
+	require.NotNil(t, res.GetCreated(), "result: %v", res)
+	t.Cleanup(func() { _ = cli.ContainerRemove(context.Background(), name2, container.RemoveOptions{Force: true}) })
+	got, err := cli.ContainerInspect(context.Background(), name2)
+	require.NoError(t, err)
+	require.Equal(t, testImage, got.Config.Image)
+	for _, m := range got.Mounts {
+		require.NotEqual(t, "/", m.Source, "the host's root is mounted")
+	}
+	require.Empty(t, got.HostConfig.Binds)
 }

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -69,8 +68,6 @@ var DefaultScopes = []string{
 
 // requestNamespace is the UUID v5 namespace of the request ids.
 var requestNamespace = uuid.MustParse("6f1c7f7e-8f5e-4b7e-9a55-2f1d7b0c9e41")
-
-var nameRe = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 type options struct {
 	log        *slog.Logger
@@ -216,8 +213,8 @@ func RequestID(name, zone, model, previous string) string {
 
 // Create inserts the runner's instance, or returns the one that exists.
 func (b *Backend) Create(ctx context.Context, r backend.RunnerSpec) (backend.Instance, error) {
-	if !nameRe.MatchString(r.Name) {
-		return backend.Instance{}, fmt.Errorf("create instance %q: not a valid instance name: %w", r.Name, backend.ErrPermanent)
+	if err := backend.CheckRunnerName(r.Name); err != nil {
+		return backend.Instance{}, fmt.Errorf("create instance: %w", err)
 	}
 	if inst, ok, err := b.find(ctx, r.Name); err != nil {
 		return backend.Instance{}, fmt.Errorf("create instance %s: %w", r.Name, err)
@@ -432,6 +429,9 @@ func (b *Backend) find(ctx context.Context, name string) (backend.Instance, bool
 // and waits for the deletion. Not found, or an instance of another manager
 // (left alone), is success.
 func (b *Backend) Delete(ctx context.Context, name string) error {
+	if err := backend.CheckRunnerName(name); err != nil {
+		return fmt.Errorf("delete instance: %w", err)
+	}
 	for _, zone := range b.spec.Zones {
 		inst, err := b.instances.Get(ctx, &computepb.GetInstanceRequest{Project: b.spec.Project, Zone: zone, Instance: name})
 		if code(err) == http.StatusNotFound {
