@@ -124,7 +124,7 @@ func (r *Runtime) create(ctx context.Context, spec *rmv1.RunnerSpec, gc *groupCo
 				return nil, fmt.Errorf("create runner %s: look up its registration: %w", spec.GetName(), err)
 			}
 			r.log.Info("runner already registered and started: reused", "runner", spec.GetName(), "instance_id", inst.ID)
-			return &rmv1.Created{InstanceId: inst.ID, GithubRunnerId: id}, nil
+			return &rmv1.Created{InstanceId: inst.ID, GithubRunnerId: id, Location: r.locationOf(gc, inst)}, nil
 		}
 		// Registered by an earlier delivery that never started the
 		// instance: that JIT configuration is lost, remove it and register anew.
@@ -155,7 +155,7 @@ func (r *Runtime) create(ctx context.Context, spec *rmv1.RunnerSpec, gc *groupCo
 	if err != nil {
 		return nil, fmt.Errorf("create runner %s: %w", spec.GetName(), err)
 	}
-	return &rmv1.Created{InstanceId: inst.ID, GithubRunnerId: jit.RunnerID}, nil
+	return &rmv1.Created{InstanceId: inst.ID, GithubRunnerId: jit.RunnerID, Location: r.locationOf(gc, inst)}, nil
 }
 
 func (r *Runtime) generateJIT(ctx context.Context, scope github.Scope, req github.JITRequest) (*github.JITConfig, error) {

@@ -38,7 +38,7 @@ const (
 
 var refusalReasons = []string{
 	refusedInvalidName, refusedUnknownGroup, refusedBackendType, refusedSpecHash, refusedOrganization,
-	refusedRepository, refusedLabels, refusedInstanceSpec, refusedRunnerGroup,
+	refusedRepository, refusedLabels, refusedInstanceSpec, refusedRunnerGroup, refusedLocation,
 }
 
 // refusal is the error of a command refused by the checks against the
@@ -122,6 +122,11 @@ func (r *Runtime) checkCreate(c *rmv1.CreateRunner) (*groupConfig, error) {
 		return nil, err
 	}
 	gc, err := r.groupOf(spec.GetGroup(), spec.GetBackendType())
+	if ref, ok := asRefusal(err); ok && ref.reason == refusedUnknownGroup && c.GetSpecHash() != "" {
+		// The scheduler has a newer configuration (the group was just
+		// added): wait for this provisioner's, as for a hash mismatch.
+		ref.class = backend.ErrRetryable
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -206,30 +211,6 @@ func (r *Runtime) forgetRunnerGroup(g *config.RunnerGroup) {
 	r.groupsMu.Lock()
 	defer r.groupsMu.Unlock()
 	delete(r.groups, g.Organization+"/"+g.Name)
-}
-
-// deleteLocation resolves where the runner of a delete command is: the
-// backend of its group's instance specification in this provisioner's
-// configuration (Docker host, cloud endpoint, project, region, zones),
-// never the command's. The command's organization and repository, when
-// set, must be the group's (its registration is removed there).
-//
-// This is the seam for runners of groups no longer configured: today they
-// are refused (unknown_group); their location kept with their record would
-// be resolved here.
-func (r *Runtime) deleteLocation(d *rmv1.DeleteRunner) (backend.Backend, error) {
-	gc, err := r.groupOf(d.GetGroup(), d.GetBackendType())
-	if err != nil {
-		return nil, err
-	}
-	g := gc.group
-	switch {
-	case d.GetOrganization() != "" && d.GetOrganization() != g.Organization:
-		return nil, refuse(refusedOrganization, "the organization differs from the configuration of runner group %s", g.Name)
-	case d.GetRepository() != g.Repository && (d.GetOrganization() != "" || d.GetRepository() != ""):
-		return nil, refuse(refusedRepository, "the repository differs from the configuration of runner group %s", g.Name)
-	}
-	return r.backendFor(gc.instanceSpec)
 }
 
 // listSpecs returns the instance specifications of the groups of this

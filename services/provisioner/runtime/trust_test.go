@@ -279,3 +279,102 @@ func TestNewNeedsAConfiguration(t *testing.T) {
 		GitHub: runtimetest.NewGitHub(), Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Keys: keys.New("rt")})
 	require.ErrorContains(t, err, "no configuration")
 }
+
+// A created runner reports its location, which the scheduler keeps with its
+// record for the delete.
+func TestCreatedCarriesTheLocation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	created := b.result(t, b.create(t, "rt-linux-1")).GetCreated()
+	require.NotNil(t, created)
+	require.Equal(t, map[string]string{"host": ""}, created.GetLocation())
+}
+
+// The runner of a group no longer configured is deleted at the location its
+// record kept, when that location and its organization are ones this
+// provisioner's configuration uses; a forged location or organization is
+// refused before any GitHub or backend call.
+func TestDeleteOfARemovedGroup(t *testing.T) {
+	t.Parallel()
+	b, rec := setupRecorded(t)
+	created := b.result(t, b.create(t, "rt-old-1")).GetCreated()
+	require.NotNil(t, created)
+	send := func(d *rmv1.DeleteRunner) *rmv1.ProvisionResult {
+		t.Helper()
+		return b.result(t, b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Delete{Delete: d}}))
+	}
+	for _, tt := range []struct {
+		reason string
+		d      *rmv1.DeleteRunner
+	}{
+		{"location", &rmv1.DeleteRunner{Name: "rt-old-1", Group: "removed", Organization: org,
+			Location: map[string]string{"host": "tcp://198.51.100.7:2375"}}},
+		{"location", &rmv1.DeleteRunner{Name: "rt-old-1", Group: "removed", Organization: org,
+			Location: map[string]string{"endpoint": "http://198.51.100.7"}}},
+		{"location", &rmv1.DeleteRunner{Name: "rt-old-1", Group: "linux", Organization: org,
+			Location: map[string]string{"host": "tcp://198.51.100.7:2375"}}},
+		{"organization", &rmv1.DeleteRunner{Name: "rt-old-1", Group: "removed", Organization: "evil-org",
+			Location: map[string]string{"host": ""}}},
+		{"unknown_group", &rmv1.DeleteRunner{Name: "rt-old-1", Group: "removed", Organization: org}},
+		{"backend_type", &rmv1.DeleteRunner{Name: "rt-old-1", Group: "removed", Organization: org, BackendType: config.BackendGCP,
+			Location: map[string]string{"host": ""}}},
+	} {
+		res := send(tt.d)
+		require.NotNil(t, res.GetFailed(), "%s: result: %v", tt.reason, res)
+		require.Equal(t, rmv1.FailureClass_FAILURE_CLASS_PERMANENT, res.GetFailed().GetClass(), tt.reason)
+		require.Contains(t, res.GetFailed().GetReason(), "refused ("+tt.reason+")")
+		require.NotContains(t, res.GetFailed().GetReason(), "198.51.100.7")
+	}
+	require.EqualValues(t, 3, b.refused("location"))
+	require.Zero(t, b.mem.Store().Calls(memory.OpDelete))
+	require.Zero(t, b.gh.Calls(runtimetest.MethodDeleteRunner))
+	require.Len(t, b.mem.Instances(), 1)
+	require.Len(t, b.gh.Runners(), 1)
+
+	res := send(&rmv1.DeleteRunner{Name: "rt-old-1", Group: "removed", Organization: org, BackendType: backendType,
+		GithubRunnerId: created.GetGithubRunnerId(), Location: created.GetLocation(), Reason: "group_removed"})
+	require.NotNil(t, res.GetDeleted(), "result: %v", res)
+	require.Empty(t, b.mem.Instances())
+	require.Empty(t, b.gh.Runners())
+	for _, s := range rec.seen() {
+		require.NotContains(t, s, "198.51.100.7")
+	}
+}
+
+// A Docker group whose host changed: its runners made on the old host are
+// deleted there, as long as a configured group still uses that host.
+func TestDeleteAtTheRecordedDockerHost(t *testing.T) {
+	t.Parallel()
+	rec := &specRecorder{}
+	var b *bundle
+	b = setup(t, func(o *runtime.Options) {
+		o.Config.RunnerGroups[1].Backend.Docker.Host = "unix:///other.sock"
+		o.Backend = func(s []byte) (backend.Backend, error) { return rec.factory(b)(s) }
+	})
+	created := b.result(t, b.create(t, "rt-linux-1")).GetCreated()
+	require.NotNil(t, created)
+	res := b.result(t, b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Delete{Delete: &rmv1.DeleteRunner{
+		Name: "rt-linux-1", Group: "linux", Organization: org, GithubRunnerId: created.GetGithubRunnerId(),
+		Location: map[string]string{"host": "unix:///other.sock"}}}}))
+	require.NotNil(t, res.GetDeleted(), "result: %v", res)
+	seen := rec.seen()
+	require.Contains(t, seen[len(seen)-1], `"host":"unix:///other.sock"`)
+	require.Contains(t, seen[len(seen)-1], `"image":"x"`)
+}
+
+// A create for a group this provisioner does not know yet, from a scheduler
+// that sends a spec hash (a newer configuration: the group was just added),
+// waits (retryable); without a hash it stays permanent.
+func TestCreateOfAGroupNotYetConfiguredIsRetryable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	spec := b.spec("rt-new-1")
+	spec.Group = "new"
+	res := b.result(t, b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Create{
+		Create: &rmv1.CreateRunner{Spec: spec, Attempt: 1, SpecHash: "abc"}}}))
+	require.NotNil(t, res.GetFailed(), "result: %v", res)
+	require.Equal(t, rmv1.FailureClass_FAILURE_CLASS_RETRYABLE, res.GetFailed().GetClass())
+	require.Contains(t, res.GetFailed().GetReason(), "refused (unknown_group)")
+	require.Positive(t, b.refused("unknown_group"))
+	require.Zero(t, b.gh.Calls(runtimetest.MethodGenerateJITConfig))
+}

@@ -290,8 +290,15 @@ type DeleteRunner struct {
 	// job completed): the provisioner deletes the instance only, saving an API
 	// call. A lingering registration is left to the health checks.
 	RegistrationGone bool `protobuf:"varint,10,opt,name=registration_gone,json=registrationGone,proto3" json:"registration_gone,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Where the runner's instance is, as the provisioner reported it in its
+	// Created result and the scheduler kept it with the runner's record
+	// (Docker: host; AWS: region; GCP: project and zone). Empty for a runner
+	// whose record predates the field. The provisioner accepts it only where
+	// its own configuration lets it act (docs/provisioners.md, Trust); the
+	// connection settings (endpoint, credentials) are always its own.
+	Location      map[string]string `protobuf:"bytes,11,rep,name=location,proto3" json:"location,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRunner) Reset() {
@@ -394,6 +401,13 @@ func (x *DeleteRunner) GetRegistrationGone() bool {
 	return false
 }
 
+func (x *DeleteRunner) GetLocation() map[string]string {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
 // ListInstances asks one provisioner replica for the instances of its backend that
 // carry this manager's ownership label. Answered by an Inventory result.
 type ListInstances struct {
@@ -401,6 +415,10 @@ type ListInstances struct {
 	// The JSON instance specifications of the groups on this backend. Ignored:
 	// the provisioner lists the locations of its own configured groups.
 	InstanceSpecs [][]byte `protobuf:"bytes,1,rep,name=instance_specs,json=instanceSpecs,proto3" json:"instance_specs,omitempty"`
+	// Locations that runner records still reference but that the groups'
+	// current configuration no longer lists (a group removed, or its spec
+	// changed). Validated like a delete's location.
+	Locations     []*Location `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -442,6 +460,58 @@ func (x *ListInstances) GetInstanceSpecs() [][]byte {
 	return nil
 }
 
+func (x *ListInstances) GetLocations() []*Location {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
+// Location is where a runner's instance is (see DeleteRunner.location).
+type Location struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        map[string]string      `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Location) Reset() {
+	*x = Location{}
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Location) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Location) ProtoMessage() {}
+
+func (x *Location) ProtoReflect() protoreflect.Message {
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Location.ProtoReflect.Descriptor instead.
+func (*Location) Descriptor() ([]byte, []int) {
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Location) GetValues() map[string]string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // ProvisionCommand is one entry of {P}:provision:<type> (stream message type "command").
 type ProvisionCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -460,7 +530,7 @@ type ProvisionCommand struct {
 
 func (x *ProvisionCommand) Reset() {
 	*x = ProvisionCommand{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[4]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +542,7 @@ func (x *ProvisionCommand) String() string {
 func (*ProvisionCommand) ProtoMessage() {}
 
 func (x *ProvisionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[4]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +555,7 @@ func (x *ProvisionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionCommand.ProtoReflect.Descriptor instead.
 func (*ProvisionCommand) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{4}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ProvisionCommand) GetCommandId() string {
@@ -564,13 +634,17 @@ type Created struct {
 	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	// Id of the runner registered at GitHub by JIT.
 	GithubRunnerId int64 `protobuf:"varint,2,opt,name=github_runner_id,json=githubRunnerId,proto3" json:"github_runner_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Where the instance is (Docker: "host"; AWS: "region"; GCP: "project"
+	// and "zone"): what the provisioner needs to find and delete it, whatever
+	// the configuration becomes. The scheduler keeps it with the record.
+	Location      map[string]string `protobuf:"bytes,3,rep,name=location,proto3" json:"location,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Created) Reset() {
 	*x = Created{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[5]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +656,7 @@ func (x *Created) String() string {
 func (*Created) ProtoMessage() {}
 
 func (x *Created) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[5]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +669,7 @@ func (x *Created) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Created.ProtoReflect.Descriptor instead.
 func (*Created) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{5}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Created) GetInstanceId() string {
@@ -612,6 +686,13 @@ func (x *Created) GetGithubRunnerId() int64 {
 	return 0
 }
 
+func (x *Created) GetLocation() map[string]string {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
 type Deleted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -620,7 +701,7 @@ type Deleted struct {
 
 func (x *Deleted) Reset() {
 	*x = Deleted{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[6]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +713,7 @@ func (x *Deleted) String() string {
 func (*Deleted) ProtoMessage() {}
 
 func (x *Deleted) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[6]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +726,7 @@ func (x *Deleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deleted.ProtoReflect.Descriptor instead.
 func (*Deleted) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{6}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{7}
 }
 
 // RunnerBusy answers a delete whose runner GitHub refused to unregister
@@ -659,7 +740,7 @@ type RunnerBusy struct {
 
 func (x *RunnerBusy) Reset() {
 	*x = RunnerBusy{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +752,7 @@ func (x *RunnerBusy) String() string {
 func (*RunnerBusy) ProtoMessage() {}
 
 func (x *RunnerBusy) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +765,7 @@ func (x *RunnerBusy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerBusy.ProtoReflect.Descriptor instead.
 func (*RunnerBusy) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{7}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{8}
 }
 
 type Failed struct {
@@ -702,7 +783,7 @@ type Failed struct {
 
 func (x *Failed) Reset() {
 	*x = Failed{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +795,7 @@ func (x *Failed) String() string {
 func (*Failed) ProtoMessage() {}
 
 func (x *Failed) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +808,7 @@ func (x *Failed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failed.ProtoReflect.Descriptor instead.
 func (*Failed) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{8}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Failed) GetClass() FailureClass {
@@ -772,7 +853,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +865,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +878,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{9}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Instance) GetName() string {
@@ -846,7 +927,7 @@ type Inventory struct {
 
 func (x *Inventory) Reset() {
 	*x = Inventory{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +939,7 @@ func (x *Inventory) String() string {
 func (*Inventory) ProtoMessage() {}
 
 func (x *Inventory) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +952,7 @@ func (x *Inventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inventory.ProtoReflect.Descriptor instead.
 func (*Inventory) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{10}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Inventory) GetInstances() []*Instance {
@@ -912,7 +993,7 @@ type ProvisionResult struct {
 
 func (x *ProvisionResult) Reset() {
 	*x = ProvisionResult{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1005,7 @@ func (x *ProvisionResult) String() string {
 func (*ProvisionResult) ProtoMessage() {}
 
 func (x *ProvisionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1018,7 @@ func (x *ProvisionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionResult.ProtoReflect.Descriptor instead.
 func (*ProvisionResult) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{11}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProvisionResult) GetCommandId() string {
@@ -1089,7 +1170,7 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\fCreateRunner\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.runnermanager.v1.RunnerSpecR\x04spec\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
-	"\tspec_hash\x18\x03 \x01(\tR\bspecHash\"\xd4\x02\n" +
+	"\tspec_hash\x18\x03 \x01(\tR\bspecHash\"\xdb\x03\n" +
 	"\fDeleteRunner\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12!\n" +
@@ -1104,9 +1185,19 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12#\n" +
 	"\rinstance_spec\x18\t \x01(\fR\finstanceSpec\x12+\n" +
 	"\x11registration_gone\x18\n" +
-	" \x01(\bR\x10registrationGone\"6\n" +
+	" \x01(\bR\x10registrationGone\x12H\n" +
+	"\blocation\x18\v \x03(\v2,.runnermanager.v1.DeleteRunner.LocationEntryR\blocation\x1a;\n" +
+	"\rLocationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
 	"\rListInstances\x12%\n" +
-	"\x0einstance_specs\x18\x01 \x03(\fR\rinstanceSpecs\"\xa0\x02\n" +
+	"\x0einstance_specs\x18\x01 \x03(\fR\rinstanceSpecs\x128\n" +
+	"\tlocations\x18\x02 \x03(\v2\x1a.runnermanager.v1.LocationR\tlocations\"\x85\x01\n" +
+	"\bLocation\x12>\n" +
+	"\x06values\x18\x01 \x03(\v2&.runnermanager.v1.Location.ValuesEntryR\x06values\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x02\n" +
 	"\x10ProvisionCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x128\n" +
@@ -1114,11 +1205,15 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\x06delete\x18\x03 \x01(\v2\x1e.runnermanager.v1.DeleteRunnerH\x00R\x06delete\x125\n" +
 	"\x04list\x18\x05 \x01(\v2\x1f.runnermanager.v1.ListInstancesH\x00R\x04list\x127\n" +
 	"\tissued_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAtB\t\n" +
-	"\acommand\"T\n" +
+	"\acommand\"\xd6\x01\n" +
 	"\aCreated\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12(\n" +
-	"\x10github_runner_id\x18\x02 \x01(\x03R\x0egithubRunnerId\"\t\n" +
+	"\x10github_runner_id\x18\x02 \x01(\x03R\x0egithubRunnerId\x12C\n" +
+	"\blocation\x18\x03 \x03(\v2'.runnermanager.v1.Created.LocationEntryR\blocation\x1a;\n" +
+	"\rLocationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\t\n" +
 	"\aDeleted\"\f\n" +
 	"\n" +
 	"RunnerBusy\"\x99\x01\n" +
@@ -1174,44 +1269,52 @@ func file_runnermanager_v1_provision_proto_rawDescGZIP() []byte {
 }
 
 var file_runnermanager_v1_provision_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runnermanager_v1_provision_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_runnermanager_v1_provision_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_runnermanager_v1_provision_proto_goTypes = []any{
 	(FailureClass)(0),             // 0: runnermanager.v1.FailureClass
 	(*RunnerSpec)(nil),            // 1: runnermanager.v1.RunnerSpec
 	(*CreateRunner)(nil),          // 2: runnermanager.v1.CreateRunner
 	(*DeleteRunner)(nil),          // 3: runnermanager.v1.DeleteRunner
 	(*ListInstances)(nil),         // 4: runnermanager.v1.ListInstances
-	(*ProvisionCommand)(nil),      // 5: runnermanager.v1.ProvisionCommand
-	(*Created)(nil),               // 6: runnermanager.v1.Created
-	(*Deleted)(nil),               // 7: runnermanager.v1.Deleted
-	(*RunnerBusy)(nil),            // 8: runnermanager.v1.RunnerBusy
-	(*Failed)(nil),                // 9: runnermanager.v1.Failed
-	(*Instance)(nil),              // 10: runnermanager.v1.Instance
-	(*Inventory)(nil),             // 11: runnermanager.v1.Inventory
-	(*ProvisionResult)(nil),       // 12: runnermanager.v1.ProvisionResult
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*Location)(nil),              // 5: runnermanager.v1.Location
+	(*ProvisionCommand)(nil),      // 6: runnermanager.v1.ProvisionCommand
+	(*Created)(nil),               // 7: runnermanager.v1.Created
+	(*Deleted)(nil),               // 8: runnermanager.v1.Deleted
+	(*RunnerBusy)(nil),            // 9: runnermanager.v1.RunnerBusy
+	(*Failed)(nil),                // 10: runnermanager.v1.Failed
+	(*Instance)(nil),              // 11: runnermanager.v1.Instance
+	(*Inventory)(nil),             // 12: runnermanager.v1.Inventory
+	(*ProvisionResult)(nil),       // 13: runnermanager.v1.ProvisionResult
+	nil,                           // 14: runnermanager.v1.DeleteRunner.LocationEntry
+	nil,                           // 15: runnermanager.v1.Location.ValuesEntry
+	nil,                           // 16: runnermanager.v1.Created.LocationEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_runnermanager_v1_provision_proto_depIdxs = []int32{
 	1,  // 0: runnermanager.v1.CreateRunner.spec:type_name -> runnermanager.v1.RunnerSpec
-	2,  // 1: runnermanager.v1.ProvisionCommand.create:type_name -> runnermanager.v1.CreateRunner
-	3,  // 2: runnermanager.v1.ProvisionCommand.delete:type_name -> runnermanager.v1.DeleteRunner
-	4,  // 3: runnermanager.v1.ProvisionCommand.list:type_name -> runnermanager.v1.ListInstances
-	13, // 4: runnermanager.v1.ProvisionCommand.issued_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: runnermanager.v1.Failed.class:type_name -> runnermanager.v1.FailureClass
-	13, // 6: runnermanager.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
-	10, // 7: runnermanager.v1.Inventory.instances:type_name -> runnermanager.v1.Instance
-	13, // 8: runnermanager.v1.Inventory.taken_at:type_name -> google.protobuf.Timestamp
-	6,  // 9: runnermanager.v1.ProvisionResult.created:type_name -> runnermanager.v1.Created
-	7,  // 10: runnermanager.v1.ProvisionResult.deleted:type_name -> runnermanager.v1.Deleted
-	9,  // 11: runnermanager.v1.ProvisionResult.failed:type_name -> runnermanager.v1.Failed
-	11, // 12: runnermanager.v1.ProvisionResult.inventory:type_name -> runnermanager.v1.Inventory
-	8,  // 13: runnermanager.v1.ProvisionResult.busy:type_name -> runnermanager.v1.RunnerBusy
-	13, // 14: runnermanager.v1.ProvisionResult.finished_at:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	14, // 1: runnermanager.v1.DeleteRunner.location:type_name -> runnermanager.v1.DeleteRunner.LocationEntry
+	5,  // 2: runnermanager.v1.ListInstances.locations:type_name -> runnermanager.v1.Location
+	15, // 3: runnermanager.v1.Location.values:type_name -> runnermanager.v1.Location.ValuesEntry
+	2,  // 4: runnermanager.v1.ProvisionCommand.create:type_name -> runnermanager.v1.CreateRunner
+	3,  // 5: runnermanager.v1.ProvisionCommand.delete:type_name -> runnermanager.v1.DeleteRunner
+	4,  // 6: runnermanager.v1.ProvisionCommand.list:type_name -> runnermanager.v1.ListInstances
+	17, // 7: runnermanager.v1.ProvisionCommand.issued_at:type_name -> google.protobuf.Timestamp
+	16, // 8: runnermanager.v1.Created.location:type_name -> runnermanager.v1.Created.LocationEntry
+	0,  // 9: runnermanager.v1.Failed.class:type_name -> runnermanager.v1.FailureClass
+	17, // 10: runnermanager.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
+	11, // 11: runnermanager.v1.Inventory.instances:type_name -> runnermanager.v1.Instance
+	17, // 12: runnermanager.v1.Inventory.taken_at:type_name -> google.protobuf.Timestamp
+	7,  // 13: runnermanager.v1.ProvisionResult.created:type_name -> runnermanager.v1.Created
+	8,  // 14: runnermanager.v1.ProvisionResult.deleted:type_name -> runnermanager.v1.Deleted
+	10, // 15: runnermanager.v1.ProvisionResult.failed:type_name -> runnermanager.v1.Failed
+	12, // 16: runnermanager.v1.ProvisionResult.inventory:type_name -> runnermanager.v1.Inventory
+	9,  // 17: runnermanager.v1.ProvisionResult.busy:type_name -> runnermanager.v1.RunnerBusy
+	17, // 18: runnermanager.v1.ProvisionResult.finished_at:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_runnermanager_v1_provision_proto_init() }
@@ -1219,12 +1322,12 @@ func file_runnermanager_v1_provision_proto_init() {
 	if File_runnermanager_v1_provision_proto != nil {
 		return
 	}
-	file_runnermanager_v1_provision_proto_msgTypes[4].OneofWrappers = []any{
+	file_runnermanager_v1_provision_proto_msgTypes[5].OneofWrappers = []any{
 		(*ProvisionCommand_Create)(nil),
 		(*ProvisionCommand_Delete)(nil),
 		(*ProvisionCommand_List)(nil),
 	}
-	file_runnermanager_v1_provision_proto_msgTypes[11].OneofWrappers = []any{
+	file_runnermanager_v1_provision_proto_msgTypes[12].OneofWrappers = []any{
 		(*ProvisionResult_Created)(nil),
 		(*ProvisionResult_Deleted)(nil),
 		(*ProvisionResult_Failed)(nil),
@@ -1237,7 +1340,7 @@ func file_runnermanager_v1_provision_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnermanager_v1_provision_proto_rawDesc), len(file_runnermanager_v1_provision_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
