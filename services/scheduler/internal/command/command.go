@@ -125,8 +125,12 @@ func (b *Builder) Retry(ctx context.Context, r state.Runner, attempt int) (state
 	}})
 }
 
-// Delete returns the delete command of r. A group no longer configured still
-// gets its runners deleted, with what the record knows.
+// Delete returns the delete command of r. Where the runner is registered
+// and runs comes from its record (organization, repository, location,
+// written at its creation), so that a runner is deleted where it was made
+// whatever the configuration became: its group removed, or its zones or
+// host changed. A record older than those fields falls back to the
+// group's configuration. The instance specification is never sent.
 func (b *Builder) Delete(ctx context.Context, r state.Runner, reason string) (state.Command, error) {
 	d := &rmv1.DeleteRunner{
 		Name:           r.Name,
@@ -135,19 +139,19 @@ func (b *Builder) Delete(ctx context.Context, r state.Runner, reason string) (st
 		InstanceId:     r.InstanceID,
 		GithubRunnerId: r.GitHubRunnerID,
 		Reason:         reason,
+		Organization:   r.Organization,
+		Repository:     r.Repository,
+		Location:       r.Location,
 		// The ephemeral runner's registration goes with its job.
 		RegistrationGone: state.RegistrationGone(r, reason),
 	}
 	if g := b.cfg.Group(r.Group); g != nil {
-		d.Organization, d.Repository = g.Organization, g.Repository
+		if d.Organization == "" {
+			d.Organization, d.Repository = g.Organization, g.Repository
+		}
 		if d.BackendType == "" {
 			d.BackendType = g.Backend.Type
 		}
-		is, err := g.InstanceSpecJSON()
-		if err != nil {
-			return state.Command{}, fmt.Errorf("instance spec of group %s: %w", g.Name, err)
-		}
-		d.InstanceSpec = is
 	}
 	return b.encode(ctx, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Delete{Delete: d}})
 }

@@ -77,7 +77,7 @@ func TestCommands(t *testing.T) {
 	require.EqualValues(t, 3, d.GetGithubRunnerId())
 	require.Equal(t, "acme", d.GetOrganization())
 	require.Equal(t, "app", d.GetRepository())
-	require.NotEmpty(t, d.GetInstanceSpec())
+	require.Empty(t, d.GetInstanceSpec(), "the provisioner finds the location in its configuration and the record's")
 	require.False(t, d.GetRegistrationGone(), "an admin delete removes the registration")
 
 	// GitHub unregisters an ephemeral runner once the job it started is
@@ -102,10 +102,26 @@ func TestCommands(t *testing.T) {
 		require.Equal(t, tc.gone, decode(t, del).GetDelete().GetRegistrationGone(), "%s %s", tc.r.State, tc.reason)
 	}
 
-	// A group removed from the configuration still gets its runners deleted.
-	del, err = b.Delete(ctx, state.Runner{Name: "rm-old-x", Group: "old", Backend: "aws"}, state.ReasonTimeToLive)
+	// A group removed from the configuration still gets its runners
+	// deleted, where its record says they are.
+	old := state.Runner{Name: "rm-old-x", Group: "old", Backend: "aws", Organization: "acme", Repository: "web",
+		Location: map[string]string{"region": "eu-west-1"}}
+	del, err = b.Delete(ctx, old, state.ReasonTimeToLive)
 	require.NoError(t, err)
-	require.Equal(t, "aws", decode(t, del).GetDelete().GetBackendType())
+	d = decode(t, del).GetDelete()
+	require.Equal(t, "aws", d.GetBackendType())
+	require.Equal(t, "acme", d.GetOrganization())
+	require.Equal(t, "web", d.GetRepository())
+	require.Equal(t, map[string]string{"region": "eu-west-1"}, d.GetLocation())
+	// A group whose configuration changed: the record wins.
+	moved := r
+	moved.Organization, moved.Repository, moved.Location = "acme-old", "", map[string]string{"host": "unix:///old.sock"}
+	del, err = b.Delete(ctx, moved, state.ReasonScaleDown)
+	require.NoError(t, err)
+	d = decode(t, del).GetDelete()
+	require.Equal(t, "acme-old", d.GetOrganization())
+	require.Empty(t, d.GetRepository())
+	require.Equal(t, map[string]string{"host": "unix:///old.sock"}, d.GetLocation())
 	_, err = b.Creates(ctx, state.Group{Name: "old", MaxRunners: 1}, 0, 1)
 	require.Error(t, err)
 }

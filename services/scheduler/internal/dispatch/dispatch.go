@@ -36,6 +36,42 @@ func RetryBackoff(base time.Duration, attempt int) time.Duration {
 	return min(d, MaxRetryBackoff)
 }
 
+// Bounds of DeleteBackoff.
+const (
+	DeleteRetryBase  = 10 * time.Second
+	MaxDeleteBackoff = 10 * time.Minute
+)
+
+// DeleteBackoff is the wait before the retry of a runner's delete after its
+// failures-th failure: 10 s, doubling, at most 10 min. A delete that keeps
+// failing (a permanent failure: refused, denied) costs a command every 10
+// minutes, not every 10 seconds, and stays visible (rmctl runners, the
+// delete failures metric and the deleting gauge).
+func DeleteBackoff(failures int) time.Duration {
+	return RetryBackoffMax(DeleteRetryBase, failures, MaxDeleteBackoff)
+}
+
+// RetryBackoffMax is base doubled at each attempt after the first, at most maxd.
+func RetryBackoffMax(base time.Duration, attempt int, maxd time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < maxd; i++ {
+		d *= 2
+	}
+	return min(d, maxd)
+}
+
+// className is the "class" label of a failure class.
+func className(c rmv1.FailureClass) string {
+	switch c {
+	case rmv1.FailureClass_FAILURE_CLASS_PERMANENT:
+		return "permanent"
+	case rmv1.FailureClass_FAILURE_CLASS_CAPACITY:
+		return "capacity"
+	default:
+		return "retryable"
+	}
+}
+
 // Handlers handle the entries of {P}:events and {P}:results.
 type Handlers struct {
 	cfg   *config.Config
@@ -256,10 +292,17 @@ func (h *Handlers) Result(ctx context.Context, msg stream.Message) error {
 	g, _ := command.Group(h.cfg, res.GetGroup())
 	switch o := res.GetOutcome().(type) {
 	case *rmv1.ProvisionResult_Created:
-		out, err := h.store.Created(ctx, state.Runner{
+		created := state.Runner{
 			Name: name, Group: res.GetGroup(), Backend: res.GetBackendType(),
 			InstanceID: o.Created.GetInstanceId(), GitHubRunnerID: o.Created.GetGithubRunnerId(),
-		})
+			Location: o.Created.GetLocation(),
+		}
+		// Where it is registered: the group's configuration, which the
+		// provisioner checked the create against (spec hash).
+		if cg := h.cfg.Group(res.GetGroup()); cg != nil {
+			created.Organization, created.Repository = cg.Organization, cg.Repository
+		}
+		out, err := h.store.Created(ctx, created)
 		if err != nil {
 			return err
 		}
@@ -356,13 +399,18 @@ func (h *Handlers) failed(ctx context.Context, log *slog.Logger, g state.Group, 
 		}
 	case "delete":
 		h.m.Results.WithLabelValues("failed_delete").Inc()
-		at := h.now().Add(RetryBackoff(base, 1))
-		scheduled, err := h.store.DeleteFailed(ctx, name, at)
+		class := className(f.GetClass())
+		h.m.DeleteFailures.WithLabelValues(res.GetGroup(), class).Inc()
+		var at time.Time
+		failures, err := h.store.DeleteFailed(ctx, name, f.GetReason(), func(n int) time.Time {
+			at = h.now().Add(DeleteBackoff(n))
+			return at
+		})
 		if err != nil {
 			return err
 		}
-		if scheduled {
-			log.Warn("delete failed: retrying", "retry_at", at)
+		if failures > 0 {
+			log.Warn("delete failed: retrying", "retry_at", at, "failures", failures)
 		} else {
 			// No record (a late create's delete): the orphan check of the
 			// health checks deletes the instance by its ownership label.

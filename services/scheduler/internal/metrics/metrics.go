@@ -26,6 +26,8 @@ type Metrics struct {
 	Results *prometheus.CounterVec
 	// CreateRetries scheduled, by group.
 	CreateRetries *prometheus.CounterVec
+	// DeleteFailures: failed delete results, by group and failure class.
+	DeleteFailures *prometheus.CounterVec
 	// Events handled, by action and outcome (applied, ignored).
 	Events *prometheus.CounterVec
 	// UnmatchedJobs: queued jobs that match no runner group.
@@ -75,6 +77,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "runner_manager_scheduler_create_retries_total",
 			Help: "Create retries scheduled after a failed create, by group.",
 		}, []string{"group"}),
+		DeleteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_scheduler_delete_failures_total",
+			Help: "Failed delete results, by group and failure class (retryable, permanent, capacity); each retry of the runner's delete waits longer (10 s doubling to 10 min).",
+		}, []string{"group", "class"}),
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runner_manager_scheduler_events_total",
 			Help: "workflow_job events handled, by action and outcome.",
@@ -86,7 +92,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Runners, m.Demand, m.MaxRunners, m.DLQEntries, m.QueuedToCreate, m.JobWait, m.Commands,
-			m.Results, m.CreateRetries, m.Events, m.UnmatchedJobs)
+			m.Results, m.CreateRetries, m.DeleteFailures, m.Events, m.UnmatchedJobs)
 	}
 	return m
 }

@@ -231,8 +231,9 @@ return {1, reserved, short, deleting}
 `)
 
 // Created: ARGV[4] runner, ARGV[5] instance id, ARGV[6] GitHub runner id,
-// ARGV[7] delete command data, ARGV[8] its traceparent, ARGV[9] backend.
-// Returns {code, previous state}: 0 no record (delete emitted), 1 recorded,
+// ARGV[7] delete command data, ARGV[8] its traceparent, ARGV[9] backend,
+// ARGV[10] organization, ARGV[11] repository, ARGV[12] location (JSON, ''
+// for none). Returns {code, previous state}: 0 no record (delete emitted), 1 recorded,
 // 2 the runner is deleting (delete emitted again: the first one may have
 // raced with the create).
 var scriptCreated = newScript(`
@@ -248,6 +249,8 @@ if not s then
 end
 if ARGV[5] ~= '' then redis.call('HSET', k, 'instance_id', ARGV[5]) end
 if ARGV[6] ~= '' and ARGV[6] ~= '0' then redis.call('HSET', k, 'github_runner_id', ARGV[6]) end
+if ARGV[10] ~= '' then redis.call('HSET', k, 'organization', ARGV[10], 'repository', ARGV[11]) end
+if ARGV[12] ~= '' then redis.call('HSET', k, 'location', ARGV[12]) end
 redis.call('HSET', k, 'updated_at', NOW)
 redis.call('ZREM', RETRY, 'create:' .. name)
 if s == 'pending' then
@@ -294,10 +297,15 @@ return {2, s}
 
 // DeleteFailed: ARGV[4] runner, ARGV[5] retry due time (ms). Returns 1 when a
 // retry was scheduled (the runner is deleting), 0 otherwise.
+// ARGV[6] the failure's reason. Counts the failure in the record
+// (delete_failures, delete_error). Returns the failures so far, 0 when the
+// runner has no record or is not deleting.
 var scriptDeleteFailed = newScript(`
-if redis.call('HGET', rkey(ARGV[4]), 'state') ~= 'deleting' then return 0 end
+local k = rkey(ARGV[4])
+if redis.call('HGET', k, 'state') ~= 'deleting' then return 0 end
 redis.call('ZADD', RETRY, ARGV[5], 'delete:' .. ARGV[4])
-return 1
+redis.call('HSET', k, 'delete_error', ARGV[6])
+return redis.call('HINCRBY', k, 'delete_failures', 1)
 `)
 
 // RetryCreate: ARGV[4] runner, ARGV[5] attempt it is at, ARGV[6] command data

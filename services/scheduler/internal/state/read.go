@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,8 +15,17 @@ import (
 
 func parseRunner(name string, h map[string]string) Runner {
 	atoi := func(k string) int64 { n, _ := strconv.ParseInt(h[k], 10, 64); return n }
+	var loc map[string]string
+	if l := h["location"]; l != "" {
+		_ = json.Unmarshal([]byte(l), &loc) // written by Created: a JSON object of strings
+	}
 	return Runner{
 		Name:           name,
+		Organization:   h["organization"],
+		Repository:     h["repository"],
+		Location:       loc,
+		DeleteFailures: int(atoi("delete_failures")),
+		DeleteError:    h["delete_error"],
 		Group:          h["group"],
 		Backend:        h["backend"],
 		State:          State(h["state"]),

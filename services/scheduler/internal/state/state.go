@@ -10,7 +10,12 @@
 //
 //	{P}:runner:<name>          hash: group, backend, state, job_id, for_job,
 //	                           instance_id, github_runner_id, attempt,
-//	                           created_at, updated_at, state_since (ms since epoch)
+//	                           created_at, updated_at, state_since (ms since epoch),
+//	                           organization, repository, location (JSON object),
+//	                           written from the created result: what a delete
+//	                           needs whatever the configuration becomes;
+//	                           delete_failures, delete_error: the failed
+//	                           deletes since the runner went deleting
 //	{P}:group:<g>:runners      zset: every runner counted against max_runners (score created_at)
 //	{P}:group:<g>:free         zset: runners that can still take a job (pending, started, idle)
 //	{P}:group:<g>:demand       zset: job id -> queued time (ms); demand is a set, never a counter
@@ -133,6 +138,18 @@ type Runner struct {
 	InstanceID     string    `json:"instance_id,omitempty"`
 	GitHubRunnerID int64     `json:"github_runner_id,omitempty"`
 	Attempt        int       `json:"attempt"`
+	// Organization, Repository and Location (the provisioner's Created
+	// location: Docker host, AWS region, GCP project and zone) are where
+	// the runner is registered and runs, kept from its creation so that it
+	// is deleted there whatever the configuration becomes. Empty for a
+	// record older than the fields.
+	Organization string            `json:"organization,omitempty"`
+	Repository   string            `json:"repository,omitempty"`
+	Location     map[string]string `json:"location,omitempty"`
+	// DeleteFailures counts the failed deletes of the runner (its deletes
+	// back off on it); DeleteError is the last one's secret-free reason.
+	DeleteFailures int    `json:"delete_failures,omitempty"`
+	DeleteError    string `json:"delete_error,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	StateSince     time.Time `json:"state_since"`

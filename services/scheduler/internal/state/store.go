@@ -3,6 +3,7 @@ package state
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -337,7 +338,9 @@ const (
 // Created records a created result: instance id and GitHub runner id, and
 // pending -> started. A runner without a record (or already deleting) gets a
 // delete command, so no instance leaks. r carries what the result said:
-// Name, Group, Backend, InstanceID, GitHubRunnerID.
+// Name, Group, Backend, InstanceID, GitHubRunnerID, and what a delete needs
+// whatever the configuration becomes: Organization, Repository, Location
+// (kept when set).
 func (s *Store) Created(ctx context.Context, r Runner) (CreatedOutcome, error) {
 	if s.opt.Commands == nil {
 		return 0, ErrNoCommands
@@ -353,7 +356,16 @@ func (s *Store) Created(ctx context.Context, r Runner) (CreatedOutcome, error) {
 	if err != nil {
 		return 0, fmt.Errorf("prepare delete of runner %s: %w", r.Name, err)
 	}
-	args := append(s.header(s.opt.Now()), r.Name, r.InstanceID, r.GitHubRunnerID, del.Data, del.Traceparent, r.Backend)
+	loc := ""
+	if len(r.Location) > 0 {
+		b, err := json.Marshal(r.Location)
+		if err != nil {
+			return 0, fmt.Errorf("record runner %s created: location: %w", r.Name, err)
+		}
+		loc = string(b)
+	}
+	args := append(s.header(s.opt.Now()), r.Name, r.InstanceID, r.GitHubRunnerID, del.Data, del.Traceparent, r.Backend,
+		r.Organization, r.Repository, loc)
 	v, err := scriptCreated.Run(ctx, s.rdb, nil, args...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("record runner %s created: %w", r.Name, err)
@@ -440,15 +452,27 @@ func (s *Store) CreateFailed(ctx context.Context, name string, attempt int, retr
 	return FailureIgnored, nil
 }
 
-// DeleteFailed schedules the delete of a deleting runner again at retryAt.
-// False when the runner has no record or is not deleting.
-func (s *Store) DeleteFailed(ctx context.Context, name string, retryAt time.Time) (bool, error) {
-	args := append(s.header(s.opt.Now()), name, ms(retryAt))
+// MaxDeleteErrorLen bounds the reason kept in a record's delete_error.
+const MaxDeleteErrorLen = 200
+
+// DeleteFailed counts a failed delete of a deleting runner in its record
+// (reason, secret-free, bounded) and schedules its delete again at the time
+// retryAt gives for the failures so far (1 for the first). It returns those
+// failures, 0 when the runner has no record or is not deleting.
+func (s *Store) DeleteFailed(ctx context.Context, name, reason string, retryAt func(failures int) time.Time) (int, error) {
+	r, ok, err := s.Runner(ctx, name)
+	if err != nil || !ok || r.State != Deleting {
+		return 0, err
+	}
+	if len(reason) > MaxDeleteErrorLen {
+		reason = reason[:MaxDeleteErrorLen]
+	}
+	args := append(s.header(s.opt.Now()), name, ms(retryAt(r.DeleteFailures+1)), reason)
 	n, err := scriptDeleteFailed.Run(ctx, s.rdb, nil, args...).Int()
 	if err != nil {
-		return false, fmt.Errorf("record failed delete of runner %s: %w", name, err)
+		return 0, fmt.Errorf("record failed delete of runner %s: %w", name, err)
 	}
-	return n == 1, nil
+	return n, nil
 }
 
 // RetryKind says which command a Retry emits again.

@@ -340,13 +340,18 @@ func TestResults(t *testing.T) {
 		q, err := b.store.Queued(ctx, small, 1, b.now)
 		require.NoError(t, err)
 		name := q.Reserved[0]
-		out, err := b.store.Created(ctx, state.Runner{Name: name, Group: "small", Backend: "docker", InstanceID: "i-1", GitHubRunnerID: 77})
+		out, err := b.store.Created(ctx, state.Runner{Name: name, Group: "small", Backend: "docker", InstanceID: "i-1", GitHubRunnerID: 77,
+			Organization: "acme", Repository: "app", Location: map[string]string{"host": "unix:///d.sock"}})
 		require.NoError(t, err)
 		require.Equal(t, state.CreatedRecorded, out)
 		r := b.runner(t, name)
 		require.Equal(t, state.Started, r.State)
 		require.Equal(t, "i-1", r.InstanceID)
 		require.EqualValues(t, 77, r.GitHubRunnerID)
+		// What a delete needs is kept, whatever the configuration becomes.
+		require.Equal(t, "acme", r.Organization)
+		require.Equal(t, "app", r.Repository)
+		require.Equal(t, map[string]string{"host": "unix:///d.sock"}, r.Location)
 		// A duplicate created changes nothing.
 		out, err = b.store.Created(ctx, state.Runner{Name: name, Group: "small", Backend: "docker", InstanceID: "i-1"})
 		require.NoError(t, err)
@@ -460,22 +465,35 @@ func TestResults(t *testing.T) {
 		q, err := b.store.Queued(ctx, small, 1, b.now)
 		require.NoError(t, err)
 		name := q.Reserved[0]
-		ok, err := b.store.DeleteFailed(ctx, name, b.now)
+		at := func(n int) time.Time { return b.now.Add(time.Duration(n) * time.Second) }
+		n, err := b.store.DeleteFailed(ctx, name, "x", at)
 		require.NoError(t, err)
-		require.False(t, ok, "not deleting")
+		require.Zero(t, n, "not deleting")
 		_, err = b.store.RequestDelete(ctx, name, []state.State{state.Pending}, state.ReasonAdmin)
 		require.NoError(t, err)
-		ok, err = b.store.DeleteFailed(ctx, name, b.now.Add(time.Second))
+		n, err = b.store.DeleteFailed(ctx, name, "refused (unknown_group): "+strings.Repeat("x", 300), at)
 		require.NoError(t, err)
-		require.True(t, ok)
+		require.Equal(t, 1, n)
+		r, _, err := b.store.Runner(ctx, name)
+		require.NoError(t, err)
+		require.Equal(t, 1, r.DeleteFailures)
+		require.Len(t, r.DeleteError, state.MaxDeleteErrorLen)
+		require.True(t, strings.HasPrefix(r.DeleteError, "refused (unknown_group)"))
 		due, err := b.store.DueRetries(ctx, b.now.Add(time.Second), 10)
 		require.NoError(t, err)
 		require.Equal(t, []state.Retry{{Kind: state.RetryDeleteKind, Runner: name, Due: b.now.Add(time.Second)}}, due)
-		ok, err = b.store.RetryDelete(ctx, name)
+		ok, err := b.store.RetryDelete(ctx, name)
 		require.NoError(t, err)
 		require.True(t, ok)
 		require.Equal(t, "delete "+name+" retry", b.commands(t)[2])
 		require.Equal(t, state.Deleting, b.runner(t, name).State)
+		// The second failure is due later: the caller's backoff sees 2.
+		n, err = b.store.DeleteFailed(ctx, name, "again", at)
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		due, err = b.store.DueRetries(ctx, b.now.Add(time.Hour), 10)
+		require.NoError(t, err)
+		require.Equal(t, []state.Retry{{Kind: state.RetryDeleteKind, Runner: name, Due: b.now.Add(2 * time.Second)}}, due)
 	})
 }
 
@@ -648,7 +666,7 @@ func TestEmittingScriptsWriteNothingWhenTheyCannotEmit(t *testing.T) {
 		case state.Deleting:
 			_, err = b.store.RequestDelete(ctx, name, []state.State{state.Pending}, state.ReasonAdmin)
 			if err == nil {
-				_, err = b.store.DeleteFailed(ctx, name, b.now)
+				_, err = b.store.DeleteFailed(ctx, name, "x", func(int) time.Time { return b.now })
 			}
 		case state.Pending:
 			_, err = b.store.CreateFailed(ctx, name, 1, b.now, 0)
