@@ -232,7 +232,7 @@ return {1, reserved, short, deleting}
 
 // Created: ARGV[4] runner, ARGV[5] instance id, ARGV[6] GitHub runner id,
 // ARGV[7] delete command data, ARGV[8] its traceparent, ARGV[9] backend,
-// ARGV[10] organization, ARGV[11] repository, ARGV[12] location (JSON, ''
+// ARGV[10] organization, ARGV[11] repository, ARGV[12] location (JSON, empty
 // for none). Returns {code, previous state}: 0 no record (delete emitted), 1 recorded,
 // 2 the runner is deleting (delete emitted again: the first one may have
 // raced with the create).

@@ -134,10 +134,10 @@ type Runner struct {
 	JobID int64 `json:"job_id"`
 	// ForJob is the job whose event reserved the runner, 0 for a top-up
 	// (min_runners, or demand met later).
-	ForJob         int64     `json:"for_job"`
-	InstanceID     string    `json:"instance_id,omitempty"`
-	GitHubRunnerID int64     `json:"github_runner_id,omitempty"`
-	Attempt        int       `json:"attempt"`
+	ForJob         int64  `json:"for_job"`
+	InstanceID     string `json:"instance_id,omitempty"`
+	GitHubRunnerID int64  `json:"github_runner_id,omitempty"`
+	Attempt        int    `json:"attempt"`
 	// Organization, Repository and Location (the provisioner's Created
 	// location: Docker host, AWS region, GCP project and zone) are where
 	// the runner is registered and runs, kept from its creation so that it
@@ -148,8 +148,8 @@ type Runner struct {
 	Location     map[string]string `json:"location,omitempty"`
 	// DeleteFailures counts the failed deletes of the runner (its deletes
 	// back off on it); DeleteError is the last one's secret-free reason.
-	DeleteFailures int    `json:"delete_failures,omitempty"`
-	DeleteError    string `json:"delete_error,omitempty"`
+	DeleteFailures int       `json:"delete_failures,omitempty"`
+	DeleteError    string    `json:"delete_error,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	StateSince     time.Time `json:"state_since"`
