@@ -54,7 +54,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			apiError(w, 400, "bad_request", `unknown state "bogus"`)
 			return
 		}
-		writeJSON(w, 200, map[string]any{"runners": []any{runnerJSON("rm-small-a1", "busy", 5151), runnerJSON("rm-small-b2", "idle", 0)}})
+		stuck := runnerJSON("rm-small-c3", "deleting", 0)
+		stuck["delete_failures"], stuck["delete_error"] = 4, "refused (location): the Docker host is not one of this provisioner's configuration"
+		writeJSON(w, 200, map[string]any{"runners": []any{runnerJSON("rm-small-a1", "busy", 5151), runnerJSON("rm-small-b2", "idle", 0), stuck}})
 	})
 	mux.HandleFunc("GET /api/v1/runners/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("name") != "rm-small-a1" {
@@ -100,6 +102,7 @@ func runnerJSON(name, state string, job int64) map[string]any {
 	return map[string]any{
 		"name": name, "group": "small", "backend": "docker", "state": state, "job_id": job, "for_job": 4242,
 		"instance_id": "c0ffee" + name[len(name)-2:], "github_runner_id": 77, "attempt": 1,
+		"organization": "acme", "location": map[string]string{"host": ""},
 		"created_at": now.Add(-3 * time.Hour), "updated_at": now.Add(-5 * time.Minute), "state_since": now.Add(-5 * time.Minute),
 	}
 }
@@ -194,8 +197,10 @@ func TestJSONOutput(t *testing.T) {
 	require.Equal(t, ExitOK, r.code, r.stderr)
 	var rs []Runner
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rs))
-	require.Len(t, rs, 2)
+	require.Len(t, rs, 3)
 	require.Equal(t, int64(5151), rs[0].JobID)
+	require.Equal(t, 4, rs[2].DeleteFailures, "a runner stuck deleting shows its failed deletes")
+	require.Equal(t, map[string]string{"host": ""}, rs[2].Location)
 	require.True(t, rs[0].CreatedAt.Equal(now.Add(-3*time.Hour)))
 
 	r = run(t, env, "runner", "get", "rm-small-a1", "--output=json")

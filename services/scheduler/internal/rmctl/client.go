@@ -38,6 +38,13 @@ type Runner struct {
 	InstanceID     string    `json:"instance_id,omitempty"`
 	GitHubRunnerID int64     `json:"github_runner_id,omitempty"`
 	Attempt        int       `json:"attempt"`
+	// Where the runner is registered and runs, kept from its creation.
+	Organization string            `json:"organization,omitempty"`
+	Repository   string            `json:"repository,omitempty"`
+	Location     map[string]string `json:"location,omitempty"`
+	// Failed deletes of the runner and the last one's reason.
+	DeleteFailures int       `json:"delete_failures,omitempty"`
+	DeleteError    string    `json:"delete_error,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	StateSince     time.Time `json:"state_since"`

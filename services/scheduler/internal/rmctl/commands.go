@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -110,7 +111,11 @@ func (c *CLI) runners(ctx context.Context, o *options, args []string) error {
 	tw := newTable(c.Stdout)
 	row(tw, "NAME", "GROUP", "BACKEND", "STATE", "IN STATE", "JOB", "AGE", "INSTANCE")
 	for _, r := range rs {
-		row(tw, r.Name, r.Group, dash(r.Backend), r.State, ageAt(now, r.StateSince), id(r.JobID), ageAt(now, r.CreatedAt), dash(r.InstanceID))
+		st := r.State
+		if r.DeleteFailures > 0 {
+			st = fmt.Sprintf("%s (%d failed deletes)", st, r.DeleteFailures)
+		}
+		row(tw, r.Name, r.Group, dash(r.Backend), st, ageAt(now, r.StateSince), id(r.JobID), ageAt(now, r.CreatedAt), dash(r.InstanceID))
 	}
 	return tw.Flush()
 }
@@ -146,7 +151,16 @@ func (c *CLI) runnerGet(ctx context.Context, o *options, args []string) error {
 	row(tw, "Job:", id(r.JobID))
 	row(tw, "Created for job:", id(r.ForJob))
 	row(tw, "Instance:", dash(r.InstanceID))
+	row(tw, "Location:", dash(location(r.Location)))
+	reg := r.Organization
+	if r.Repository != "" {
+		reg += "/" + r.Repository
+	}
+	row(tw, "Registered in:", dash(reg))
 	row(tw, "GitHub runner id:", id(r.GitHubRunnerID))
+	if r.DeleteFailures > 0 {
+		row(tw, "Failed deletes:", fmt.Sprintf("%d, last: %s", r.DeleteFailures, r.DeleteError))
+	}
 	row(tw, "Create attempt:", r.Attempt)
 	row(tw, "Created:", fmt.Sprintf("%s (%s ago)", stamp(r.CreatedAt), ageAt(now, r.CreatedAt)))
 	row(tw, "Updated:", fmt.Sprintf("%s (%s ago)", stamp(r.UpdatedAt), ageAt(now, r.UpdatedAt)))
@@ -314,4 +328,17 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// location renders a runner's location as sorted key=value pairs.
+func location(loc map[string]string) string {
+	parts := make([]string, 0, len(loc))
+	for _, k := range slices.Sorted(maps.Keys(loc)) {
+		v := loc[k]
+		if v == "" {
+			v = "(default)"
+		}
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
 }

@@ -35,7 +35,8 @@ func TestTypesMatchTheAPI(t *testing.T) {
 	})
 	roundTrip[Runner](t, state.Runner{
 		Name: "rm-1", Group: "small", Backend: "docker", State: state.Busy, JobID: 7, ForJob: 6, InstanceID: "i-1",
-		GitHubRunnerID: 9, Attempt: 2, CreatedAt: at, UpdatedAt: at.Add(time.Minute), StateSince: at.Add(time.Second),
+		GitHubRunnerID: 9, Attempt: 2, Organization: "acme", Repository: "app", Location: map[string]string{"region": "eu-west-1"},
+		DeleteFailures: 3, DeleteError: "refused (location)", CreatedAt: at, UpdatedAt: at.Add(time.Minute), StateSince: at.Add(time.Second),
 	})
 	roundTrip[DeadLetter](t, api.DeadLetterView{
 		ID: "1-0", OriginStream: "{rm}:events", OriginID: "0-1", Type: "workflow_job", Reason: "boom", Deliveries: 5,
