@@ -281,7 +281,9 @@ const ReasonStuckDeleting = "stuck_deleting"
 // RedeleteStale emits the delete command of a deleting runner again when
 // nothing happened to its record (updated_at) since before cutoff: the first
 // command, or its result, was lost (trimmed, dead-lettered without a failed
-// result). Emitted at most once per period, since it stamps updated_at.
+// result). Emitted at most once per period, since it stamps updated_at. A
+// runner whose failed delete has a retry scheduled is left to that retry
+// (its deletes back off).
 func (s *Store) RedeleteStale(ctx context.Context, r Runner, cutoff time.Time) (bool, error) {
 	if s.opt.Commands == nil {
 		return false, ErrNoCommands

@@ -106,6 +106,8 @@ local k = rkey(name)
 if redis.call('HGET', k, 'state') ~= 'deleting' then return 0 end
 local upd = tonumber(redis.call('HGET', k, 'updated_at') or '0') or 0
 if upd >= tonumber(ARGV[5]) then return 0 end
+-- A failed delete whose retry is scheduled is not lost: it backs off.
+if redis.call('ZSCORE', RETRY, 'delete:' .. name) then return 0 end
 emit(pkey(ARGV[8]), ARGV[6], ARGV[7])
 redis.call('HSET', k, 'updated_at', NOW)
 return 1

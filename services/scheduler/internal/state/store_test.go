@@ -754,3 +754,30 @@ func TestKnownGroups(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"a", "b"}, groups)
 }
+
+// A runner whose failed delete has a retry scheduled (backing off) is not
+// stuck: the stuck-deleting check leaves it to its retry, so the backoff
+// holds.
+func TestRedeleteStaleRespectsTheDeleteBackoff(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	q, err := b.store.Queued(ctx, small, 1, b.now)
+	require.NoError(t, err)
+	name := q.Reserved[0]
+	_, err = b.store.RequestDelete(ctx, name, []state.State{state.Pending}, state.ReasonAdmin)
+	require.NoError(t, err)
+	n, err := b.store.DeleteFailed(ctx, name, "refused (location)", func(int) time.Time { return b.now.Add(10 * time.Minute) })
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	before := len(b.commands(t))
+	ok, err := b.store.RedeleteStale(ctx, b.runner(t, name), b.now.Add(time.Hour))
+	require.NoError(t, err)
+	require.False(t, ok, "a delete retry is scheduled")
+	require.Len(t, b.commands(t), before)
+	// Without a scheduled retry (a lost command), it is emitted again.
+	require.NoError(t, b.store.Redis().ZRem(ctx, b.store.Keys().Retry(), "delete:"+name).Err())
+	ok, err = b.store.RedeleteStale(ctx, b.runner(t, name), b.now.Add(time.Hour))
+	require.NoError(t, err)
+	require.True(t, ok)
+}
