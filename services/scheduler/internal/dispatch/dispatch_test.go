@@ -263,20 +263,38 @@ func TestCreatedDeletedAndFailedDeleteResults(t *testing.T) {
 	name := b.commands(t)[0].GetCreate().GetSpec().GetName()
 
 	b.result(t, &rmv1.ProvisionResult{RunnerName: name, Group: "pool", BackendType: "docker",
-		Outcome: &rmv1.ProvisionResult_Created{Created: &rmv1.Created{InstanceId: "ctr-1", GithubRunnerId: 9}}})
+		Outcome: &rmv1.ProvisionResult_Created{Created: &rmv1.Created{InstanceId: "ctr-1", GithubRunnerId: 9,
+			Location: map[string]string{"host": "unix:///d.sock"}}}})
 	require.Equal(t, state.Started, runnerState(t, b, name))
+	rec, _, err := b.store.Runner(ctx, name)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"host": "unix:///d.sock"}, rec.Location)
+	require.Equal(t, b.cfg.Group("pool").Organization, rec.Organization)
 
 	// Admin-style delete, then the provisioner fails it: retried with backoff.
-	_, err := b.store.RequestDelete(ctx, name, []state.State{state.Started}, state.ReasonAdmin)
+	_, err = b.store.RequestDelete(ctx, name, []state.State{state.Started}, state.ReasonAdmin)
 	require.NoError(t, err)
 	del := b.commands(t)[1].GetDelete()
 	require.Equal(t, "ctr-1", del.GetInstanceId())
 	require.EqualValues(t, 9, del.GetGithubRunnerId())
+	require.Equal(t, map[string]string{"host": "unix:///d.sock"}, del.GetLocation(), "deleted where it was made")
 	b.result(t, failedResult(name, 0, rmv1.FailureClass_FAILURE_CLASS_RETRYABLE, "delete", false))
 	score, err := b.rdb.ZScore(ctx, b.keys.Retry(), "delete:"+name).Result()
 	require.NoError(t, err)
-	require.EqualValues(t, b.now.Add(b.cfg.Scheduler.CreateRetryBackoff).UnixMilli(), score)
+	require.EqualValues(t, b.now.Add(dispatch.DeleteBackoff(1)).UnixMilli(), score)
 	require.Equal(t, state.Deleting, runnerState(t, b, name))
+	// Failing again (permanent): the next retry waits longer, and it counts.
+	b.result(t, failedResult(name, 0, rmv1.FailureClass_FAILURE_CLASS_PERMANENT, "delete", false))
+	score, err = b.rdb.ZScore(ctx, b.keys.Retry(), "delete:"+name).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, b.now.Add(dispatch.DeleteBackoff(2)).UnixMilli(), score)
+	require.Equal(t, 20*time.Second, dispatch.DeleteBackoff(2))
+	require.EqualValues(t, 1, testutil.ToFloat64(b.m.DeleteFailures.WithLabelValues("pool", "permanent")))
+	require.EqualValues(t, 1, testutil.ToFloat64(b.m.DeleteFailures.WithLabelValues("pool", "retryable")))
+	rec, _, err = b.store.Runner(ctx, name)
+	require.NoError(t, err)
+	require.Equal(t, 2, rec.DeleteFailures)
+	require.Equal(t, "boom", rec.DeleteError)
 
 	// Deleted: record gone, and job 2 gets the capacity in the same script.
 	b.result(t, &rmv1.ProvisionResult{RunnerName: name, Group: "pool", BackendType: "docker",
