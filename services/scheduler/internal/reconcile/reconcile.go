@@ -55,7 +55,15 @@ type Loop struct {
 	mu sync.Mutex
 	// listed is when each scope was last listed at GitHub.
 	listed map[github.Scope]time.Time
+	// drained is when the groups no longer configured were last drained.
+	drained time.Time
 }
+
+// DrainInterval is how often a pass looks for the runners of groups no
+// longer configured (it SCANs the group keys): the first pass after a start
+// (a configuration change restarts the scheduler) and then at most once per
+// interval.
+const DrainInterval = time.Minute
 
 // New returns the loop. gh may be nil: no scale-down then (nothing is deleted
 // without GitHub's word that it is not busy).
@@ -90,6 +98,9 @@ func (l *Loop) Once(ctx context.Context) (err error) {
 	if err := l.retries(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	if err := l.drainRemoved(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	lists := map[github.Scope][]github.Runner{}
 	for i := range l.cfg.RunnerGroups {
 		cg := &l.cfg.RunnerGroups[i]
@@ -114,6 +125,56 @@ func (l *Loop) Once(ctx context.Context) (err error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	return errors.Join(errs...)
+}
+
+// drainRemoved deletes the pending, started and idle runners of the groups
+// that have records but are no longer configured, at most once per
+// DrainInterval. The delete commands carry where each runner was made (its
+// record), and the provisioner removes the registration first: a runner
+// that took a job meanwhile answers busy and stays until its job completes
+// (then job_completed deletes it) or time_to_live. Nothing is created for a
+// group no longer configured, so what this finds only shrinks.
+func (l *Loop) drainRemoved(ctx context.Context) error {
+	now := l.store.Now()
+	l.mu.Lock()
+	due := l.drained.IsZero() || now.Sub(l.drained) >= DrainInterval
+	if due {
+		l.drained = now
+	}
+	l.mu.Unlock()
+	if !due {
+		return nil
+	}
+	groups, err := l.store.RecordedGroups(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, g := range groups {
+		if l.cfg.Group(g) != nil {
+			continue
+		}
+		runners, err := l.store.Runners(ctx, g)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range runners {
+			if r.State != state.Pending && r.State != state.Started && r.State != state.Idle {
+				continue
+			}
+			_, err := l.store.RequestDelete(ctx, r.Name, []state.State{state.Pending, state.Started, state.Idle}, state.ReasonGroupRemoved)
+			switch {
+			case errors.Is(err, state.ErrState) || errors.Is(err, state.ErrNotFound):
+			case err != nil:
+				errs = append(errs, err)
+			default:
+				l.m.Commands.WithLabelValues("delete", state.ReasonGroupRemoved).Inc()
+				l.log.Info("runner of a group no longer configured: deleting it", "runner", r.Name, "group", g, "state", r.State)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -310,3 +310,59 @@ func TestMaxRunnersAndDLQGauges(t *testing.T) {
 	require.NoError(t, b.loop.Once(ctx))
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.DLQEntries), "the gauge follows the stream down")
 }
+
+// The runners of a group removed from the configuration are drained: the
+// pending, started and idle ones are deleted at once (where their records
+// say they are), the busy one is left to its job's completion (or
+// time_to_live).
+func TestRemovedGroupIsDrained(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, 3)
+	ctx := context.Background()
+	// The records were made under the previous configuration, which had
+	// group old.
+	prev := *b.cfg
+	prev.RunnerGroups = append(append([]config.RunnerGroup(nil), b.cfg.RunnerGroups...), config.RunnerGroup{
+		Name: "old", Organization: "acme", MinRunners: 4, MaxRunners: 4, Labels: []string{"old"},
+		Backend: config.Backend{Type: "docker", Docker: &config.DockerSpec{Image: "runner:test"}},
+	})
+	before := state.New(b.rdb, b.keys, state.Options{Commands: command.New(&prev, nil), Now: func() time.Time { return b.now }})
+	old, _ := command.Group(&prev, "old")
+	q, err := before.TopUp(ctx, old)
+	require.NoError(t, err)
+	require.Len(t, q.Reserved, 4)
+	pending, started, idle, busy := q.Reserved[0], q.Reserved[1], q.Reserved[2], q.Reserved[3]
+	for _, n := range []string{started, idle, busy} {
+		_, err := before.Created(ctx, state.Runner{Name: n, Group: "old", Backend: "docker", InstanceID: "c-" + n,
+			Organization: "acme", Location: map[string]string{"host": ""}})
+		require.NoError(t, err)
+	}
+	_, err = before.MarkIdle(ctx, idle)
+	require.NoError(t, err)
+	_, err = before.InProgress(ctx, old, state.JobUpdate{JobID: 4, RunnerName: busy})
+	require.NoError(t, err)
+	creates := len(b.commands(t))
+
+	require.NoError(t, b.loop.Once(ctx))
+	cmds := b.commands(t)[creates:]
+	deleted := map[string]*rmv1.DeleteRunner{}
+	for _, c := range cmds {
+		if d := c.GetDelete(); d != nil {
+			deleted[d.GetName()] = d
+		}
+	}
+	require.Len(t, deleted, 3, "commands: %v", cmds)
+	for _, n := range []string{pending, started, idle} {
+		require.Contains(t, deleted, n)
+		require.Equal(t, state.ReasonGroupRemoved, deleted[n].GetReason())
+		require.Equal(t, state.Deleting, b.state(t, n))
+	}
+	require.Equal(t, map[string]string{"host": ""}, deleted[idle].GetLocation())
+	require.Equal(t, "acme", deleted[idle].GetOrganization())
+	require.Equal(t, state.Busy, b.state(t, busy))
+	require.EqualValues(t, 3, testutil.ToFloat64(b.m.Commands.WithLabelValues("delete", state.ReasonGroupRemoved)))
+
+	// The next pass emits nothing more.
+	require.NoError(t, b.loop.Once(ctx))
+	require.Len(t, b.commands(t), creates+len(cmds))
+}

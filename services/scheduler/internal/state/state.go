@@ -220,6 +220,9 @@ const (
 	// ReasonRegistrationGone: an idle runner whose registration GitHub no
 	// longer lists.
 	ReasonRegistrationGone = "registration_gone"
+	// ReasonGroupRemoved: a runner not busy of a group no longer in the
+	// configuration (its busy runners go when their job completes).
+	ReasonGroupRemoved = "group_removed"
 )
 
 // RegistrationGone tells whether the delete of r for reason finds no
