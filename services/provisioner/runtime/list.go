@@ -36,11 +36,30 @@ func (r *Runtime) handleList(ctx context.Context, m stream.Message, cmd *rmv1.Pr
 // ignored. It is all or nothing: a partial inventory would make present
 // instances look vanished. Two specifications on the same backend list it
 // twice; the instances are merged by name.
-func (r *Runtime) list(ctx context.Context, _ *rmv1.ListInstances) (*rmv1.Inventory, error) {
+//
+// The command's locations (those runner records still reference that the
+// configured groups no longer list) are listed too, each validated as a
+// delete's location (locationSpec); one this provisioner may not act on is
+// refused (counted, logged) and skipped, the rest of the listing goes on.
+func (r *Runtime) list(ctx context.Context, l *rmv1.ListInstances) (*rmv1.Inventory, error) {
 	takenAt := r.opts.Now()
 	seen := map[string]bool{}
 	inv := &rmv1.Inventory{TakenAt: timestamppb.New(takenAt)}
-	for _, spec := range r.listSpecs() {
+	specs := r.listSpecs()
+	for _, loc := range l.GetLocations() {
+		spec, err := r.locationSpec(nil, loc.GetValues())
+		if err != nil {
+			if ref, ok := asRefusal(err); ok {
+				r.metrics.refused.WithLabelValues(ref.reason).Inc()
+				r.log.Warn("listed location refused", "reason", ref.reason, "error", err)
+			}
+			continue
+		}
+		if !slices.ContainsFunc(specs, func(s []byte) bool { return string(s) == string(spec) }) {
+			specs = append(specs, spec)
+		}
+	}
+	for _, spec := range specs {
 		b, err := r.backendFor(spec)
 		if err != nil {
 			return nil, fmt.Errorf("list instances: %w", err)

@@ -378,3 +378,20 @@ func TestCreateOfAGroupNotYetConfiguredIsRetryable(t *testing.T) {
 	require.Positive(t, b.refused("unknown_group"))
 	require.Zero(t, b.gh.Calls(runtimetest.MethodGenerateJITConfig))
 }
+
+// A listing also covers the locations runner records still reference, each
+// validated like a delete's: one this provisioner may not act on is refused
+// and skipped, the listing goes on.
+func TestListCoversRecordedLocations(t *testing.T) {
+	t.Parallel()
+	b, rec := setupRecorded(t)
+	res := b.result(t, b.send(t, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_List{List: &rmv1.ListInstances{
+		Locations: []*rmv1.Location{
+			{Values: map[string]string{"host": "tcp://198.51.100.7:2375"}},
+			{Values: map[string]string{"host": ""}},
+		},
+	}}}))
+	require.NotNil(t, res.GetInventory(), "result: %v", res)
+	require.Equal(t, []string{linuxSpec, `{"image":"y"}`}, rec.seen())
+	require.EqualValues(t, 1, b.refused("location"))
+}
