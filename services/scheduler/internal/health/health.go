@@ -259,7 +259,7 @@ func (c *Checker) RunOnce(ctx context.Context) (rep Report, err error) {
 	add(c.busyCompleted(ctx, records, lists, &rep))
 	add(c.staleJobs(ctx, &rep))
 	add(c.gitHubOrphans(ctx, records, lists, &rep))
-	add(c.requestInventories(ctx, &rep))
+	add(c.requestInventories(ctx, records, &rep))
 	add(c.topUp(ctx, &rep))
 
 	if err := ctx.Err(); err != nil {

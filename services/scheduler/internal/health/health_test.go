@@ -769,3 +769,30 @@ func TestBusyOfflineRunnerIsKeptAtTimeToStart(t *testing.T) {
 	require.Equal(t, state.Started, e.runner(name).State)
 	require.NotContains(t, e.deletes(), name)
 }
+
+// The inventory request names the locations runner records still reference
+// that no configured group lists (a Docker host changed, here), so that
+// their instances stay in sight; those of the configuration are not
+// repeated.
+func TestInventoryCoversRecordedLocations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	moved, here := e.queued("pool", 1, ""), e.queued("pool", 2, "")
+	for name, host := range map[string]string{moved: "unix:///old.sock", here: ""} {
+		r := e.runner(name)
+		_, err := e.store.Created(e.ctx, state.Runner{Name: name, Group: r.Group, Backend: r.Backend, InstanceID: "c-" + name,
+			Organization: "acme", Location: map[string]string{"host": host}})
+		require.NoError(t, err)
+	}
+	rep := e.runOnce()
+	require.Equal(t, []string{"docker"}, rep.ListsSent)
+	var lists int
+	for _, c := range e.commands() {
+		if l := c.Cmd.GetList(); l != nil {
+			lists++
+			require.Len(t, l.GetLocations(), 1)
+			require.Equal(t, map[string]string{"host": "unix:///old.sock"}, l.GetLocations()[0].GetValues())
+		}
+	}
+	require.Equal(t, 1, lists)
+}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
@@ -54,10 +55,84 @@ func (c *Checker) groupSpecs() (map[string]map[string][]byte, error) {
 	return out, errors.Join(errs...)
 }
 
+// recordedLocations returns, by backend type, the locations that runner
+// records reference but no configured group lists (a group removed, or its
+// host, region, project or zones changed): the provisioner lists them too,
+// so that their instances stay in sight. Sorted, without duplicates.
+func recordedLocations(cfg *config.Config, recs records) map[string][]*rmv1.Location {
+	configured := map[string]bool{}
+	for i := range cfg.RunnerGroups {
+		for _, loc := range groupLocations(&cfg.RunnerGroups[i]) {
+			configured[cfg.RunnerGroups[i].Backend.Type+" "+locationKey(loc)] = true
+		}
+	}
+	out := map[string][]*rmv1.Location{}
+	seen := map[string]bool{}
+	names := make([]string, 0, len(recs.byName))
+	for n := range recs.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r := recs.byName[n]
+		if len(r.Location) == 0 || r.Backend == "" {
+			continue
+		}
+		k := r.Backend + " " + locationKey(r.Location)
+		if configured[k] || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out[r.Backend] = append(out[r.Backend], &rmv1.Location{Values: r.Location})
+	}
+	return out
+}
+
+// groupLocations are the locations a configured group's instances can be
+// at (the keys of the provisioners' Created locations).
+func groupLocations(g *config.RunnerGroup) []map[string]string {
+	switch g.Backend.Type {
+	case config.BackendDocker:
+		host := ""
+		if g.Backend.Docker != nil {
+			host = g.Backend.Docker.Host
+		}
+		return []map[string]string{{"host": host}}
+	case config.BackendAWS:
+		if g.Backend.AWS != nil {
+			return []map[string]string{{"region": g.Backend.AWS.Region}}
+		}
+	case config.BackendGCP:
+		if g.Backend.GCP != nil {
+			var out []map[string]string
+			for _, z := range g.Backend.GCP.Zones {
+				out = append(out, map[string]string{"project": g.Backend.GCP.Project, "zone": z})
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// locationKey is a stable key of a location.
+func locationKey(loc map[string]string) string {
+	keys := make([]string, 0, len(loc))
+	for k := range loc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b, _ := json.Marshal(struct {
+		K []string
+		L map[string]string
+	}{keys, loc})
+	return string(b)
+}
+
 // requestInventories sends a list command to every backend type of the
 // configuration, at most one per backend every half interval (checks 3, 5).
-func (c *Checker) requestInventories(ctx context.Context, rep *Report) error {
+func (c *Checker) requestInventories(ctx context.Context, recs records, rep *Report) error {
 	byBackend, err := c.groupSpecs()
+	extra := recordedLocations(c.cfg, recs)
 	var errs []error
 	if err != nil {
 		errs = append(errs, err)
@@ -89,7 +164,7 @@ func (c *Checker) requestInventories(ctx context.Context, rep *Report) error {
 		}
 		pc := &rmv1.ProvisionCommand{
 			CommandId: command.NewID(),
-			Command:   &rmv1.ProvisionCommand_List{List: &rmv1.ListInstances{InstanceSpecs: specs}},
+			Command:   &rmv1.ProvisionCommand_List{List: &rmv1.ListInstances{InstanceSpecs: specs, Locations: extra[b]}},
 			IssuedAt:  timestamppb.New(c.store.Now()),
 		}
 		data, err := proto.Marshal(pc)
