@@ -29,15 +29,15 @@ type Group struct {
 
 // Runner is one runner's record as the API shows it.
 type Runner struct {
-	Name           string    `json:"name"`
-	Group          string    `json:"group"`
-	Backend        string    `json:"backend"`
-	State          string    `json:"state"`
-	JobID          int64     `json:"job_id"`
-	ForJob         int64     `json:"for_job"`
-	InstanceID     string    `json:"instance_id,omitempty"`
-	GitHubRunnerID int64     `json:"github_runner_id,omitempty"`
-	Attempt        int       `json:"attempt"`
+	Name           string `json:"name"`
+	Group          string `json:"group"`
+	Backend        string `json:"backend"`
+	State          string `json:"state"`
+	JobID          int64  `json:"job_id"`
+	ForJob         int64  `json:"for_job"`
+	InstanceID     string `json:"instance_id,omitempty"`
+	GitHubRunnerID int64  `json:"github_runner_id,omitempty"`
+	Attempt        int    `json:"attempt"`
 	// Where the runner is registered and runs, kept from its creation.
 	Organization string            `json:"organization,omitempty"`
 	Repository   string            `json:"repository,omitempty"`
