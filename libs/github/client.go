@@ -42,8 +42,11 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultBaseURL        = "https://api.github.com"
-	DefaultTimeout        = 30 * time.Second
+	DefaultBaseURL = "https://api.github.com"
+	DefaultTimeout = 30 * time.Second
+	// DefaultCallTimeout bounds a whole call whose context has no earlier
+	// deadline.
+	DefaultCallTimeout    = 2 * time.Minute
 	DefaultMaxAttempts    = 4
 	DefaultRetryBaseDelay = 500 * time.Millisecond
 	DefaultRetryMaxDelay  = 30 * time.Second
@@ -75,6 +78,11 @@ type Options struct {
 	// Timeout bounds each HTTP attempt (not the waits between attempts,
 	// which the call's context bounds). Default DefaultTimeout.
 	Timeout time.Duration
+	// CallTimeout bounds a whole call (attempts, retries and rate-limit
+	// waits) when the caller's context has no earlier deadline: a call that
+	// would wait for the rate limit past it fails at once with
+	// ErrRateLimited. Default DefaultCallTimeout.
+	CallTimeout time.Duration
 	// Reserve is the number of calls per rate-limit window that
 	// low-priority calls leave to the others: below it they wait for the
 	// reset. 0 keeps no reserve.
@@ -122,6 +130,8 @@ type Client struct {
 	apps *gh.Client
 	tr   *transport
 	log  *slog.Logger
+	// callTimeout bounds every call (Options.CallTimeout).
+	callTimeout time.Duration
 }
 
 // New returns a Client. It fails on a malformed base URL, missing
@@ -157,7 +167,7 @@ func New(opts Options) (*Client, error) {
 		log:               log,
 		metrics:           newMetrics(opts.Registerer),
 	}
-	c := &Client{tr: tr, log: log}
+	c := &Client{tr: tr, log: log, callTimeout: cmp.Or(opts.CallTimeout, DefaultCallTimeout)}
 	userAgent := cmp.Or(opts.UserAgent, "runner-manager")
 	switch {
 	case opts.AppID != 0:
@@ -254,7 +264,14 @@ func (s Scope) path() (string, error) {
 
 // call runs one operation through go-github and wraps its error with op.
 // sensitive keeps GitHub's messages out of the error (JIT, tokens).
+// Every call has a deadline: the caller's, or CallTimeout from now when that
+// comes first, so that no call waits on the rate limit without bound.
 func (c *Client) call(ctx context.Context, op string, sensitive bool, fn func(ctx context.Context) error) error {
+	if c.callTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.callTimeout)
+		defer cancel()
+	}
 	ctx, info := withCallInfo(ctx)
 	return wrapError(op, fn(ctx), info, sensitive)
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gh "github.com/google/go-github/v62/github"
@@ -52,9 +53,23 @@ type Error struct {
 	StatusCode int
 	// Message is GitHub's error message; empty for sensitive routes.
 	Message string
+	// Reset is, for a rate limit, when it ends (the window's reset or the
+	// end of the pause GitHub asked for); zero when unknown.
+	Reset time.Time
 
 	kind  error
 	cause error
+}
+
+// RateLimitReset tells when the rate limit that failed err ends: the
+// window's reset, or the end of the pause GitHub asked for. False when err
+// is not a rate limit or the time is unknown.
+func RateLimitReset(err error) (time.Time, bool) {
+	var e *Error
+	if !errors.As(err, &e) || e.kind != ErrRateLimited || e.Reset.IsZero() {
+		return time.Time{}, false
+	}
+	return e.Reset, true
 }
 
 func (e *Error) Error() string {
@@ -77,7 +92,11 @@ func (e *Error) Error() string {
 		return b.String()
 	}
 	if e.kind == ErrRateLimited {
-		b.WriteString(" (rate limited)")
+		b.WriteString(" (rate limited")
+		if !e.Reset.IsZero() {
+			b.WriteString(" until " + e.Reset.UTC().Format(time.RFC3339))
+		}
+		b.WriteString(")")
 	}
 	return b.String()
 }
@@ -140,8 +159,11 @@ func wrapError(op string, err error, info *callInfo, sensitive bool) error {
 		tErr    *json.UnmarshalTypeError
 		urlErr  *url.Error
 		netErr  net.Error
-		limited = info != nil && info.wasRateLimited()
+		limited bool
 	)
+	if info != nil {
+		limited, e.Reset = info.wasRateLimited()
+	}
 	switch {
 	case limited:
 		e.kind = ErrRateLimited
