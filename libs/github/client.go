@@ -264,16 +264,35 @@ func (s Scope) path() (string, error) {
 
 // call runs one operation through go-github and wraps its error with op.
 // sensitive keeps GitHub's messages out of the error (JIT, tokens).
-// Every call has a deadline: the caller's, or CallTimeout from now when that
-// comes first, so that no call waits on the rate limit without bound.
+// Every call has a deadline: the earliest of the caller's, the one set with
+// WithCallDeadline and CallTimeout from now, so that no call waits on the
+// rate limit without bound.
 func (c *Client) call(ctx context.Context, op string, sensitive bool, fn func(ctx context.Context) error) error {
+	deadline, ok := ctx.Value(callDeadlineKey{}).(time.Time)
 	if c.callTimeout > 0 {
+		if d := time.Now().Add(c.callTimeout); !ok || d.Before(deadline) {
+			deadline, ok = d, true
+		}
+	}
+	if ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.callTimeout)
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	ctx, info := withCallInfo(ctx)
 	return wrapError(op, fn(ctx), info, sensitive)
+}
+
+type callDeadlineKey struct{}
+
+// WithCallDeadline bounds the GitHub calls made with ctx by t, while ctx
+// itself may last longer: a pass gives its GitHub calls part of its time and
+// keeps the rest for the steps that need no GitHub call.
+func WithCallDeadline(ctx context.Context, t time.Time) context.Context {
+	if cur, ok := ctx.Value(callDeadlineKey{}).(time.Time); ok && cur.Before(t) {
+		return ctx
+	}
+	return context.WithValue(ctx, callDeadlineKey{}, t)
 }
 
 // do sends a request built with go-github and decodes its JSON answer into v.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -70,6 +71,33 @@ func RateLimitReset(err error) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return e.Reset, true
+}
+
+// joinType is the type of errors.Join's errors.
+var joinType = reflect.TypeOf(errors.Join(errors.New("")))
+
+// SplitRateLimited separates the rate-limit failures (ErrRateLimited) from
+// the other errors of err, looking into errors.Join at any depth: rest joins
+// the others (nil when none), limited lists the rate-limit failures.
+func SplitRateLimited(err error) (rest error, limited []error) {
+	if err == nil {
+		return nil, nil
+	}
+	if reflect.TypeOf(err) == joinType {
+		var others []error
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			r, l := SplitRateLimited(e)
+			if r != nil {
+				others = append(others, r)
+			}
+			limited = append(limited, l...)
+		}
+		return errors.Join(others...), limited
+	}
+	if errors.Is(err, ErrRateLimited) {
+		return nil, []error{err}
+	}
+	return err, nil
 }
 
 func (e *Error) Error() string {
