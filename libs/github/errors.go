@@ -79,25 +79,25 @@ var joinType = reflect.TypeOf(errors.Join(errors.New("")))
 // SplitRateLimited separates the rate-limit failures (ErrRateLimited) from
 // the other errors of err, looking into errors.Join at any depth: rest joins
 // the others (nil when none), limited lists the rate-limit failures.
-func SplitRateLimited(err error) (rest error, limited []error) {
+func SplitRateLimited(err error) (limited []error, rest error) {
 	if err == nil {
 		return nil, nil
 	}
 	if reflect.TypeOf(err) == joinType {
 		var others []error
 		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-			r, l := SplitRateLimited(e)
+			l, r := SplitRateLimited(e)
 			if r != nil {
 				others = append(others, r)
 			}
 			limited = append(limited, l...)
 		}
-		return errors.Join(others...), limited
+		return limited, errors.Join(others...)
 	}
 	if errors.Is(err, ErrRateLimited) {
-		return nil, []error{err}
+		return []error{err}, nil
 	}
-	return err, nil
+	return nil, err
 }
 
 func (e *Error) Error() string {

@@ -151,7 +151,7 @@ func TestSplitRateLimited(t *testing.T) {
 	limited := &Error{Op: "list runners of acme", kind: ErrRateLimited}
 	other := fmt.Errorf("look up job 3: %w", &Error{Op: "get job", kind: ErrRetryable})
 	plain := fmt.Errorf("redis down")
-	rest, got := SplitRateLimited(errors.Join(plain, errors.Join(limited, other), fmt.Errorf("scale down: %w", limited)))
+	got, rest := SplitRateLimited(errors.Join(plain, errors.Join(limited, other), fmt.Errorf("scale down: %w", limited)))
 	require.Len(t, got, 2)
 	for _, e := range got {
 		require.ErrorIs(t, e, ErrRateLimited)
@@ -160,10 +160,10 @@ func TestSplitRateLimited(t *testing.T) {
 	require.ErrorIs(t, rest, plain)
 	require.NotErrorIs(t, rest, ErrRateLimited)
 
-	rest, got = SplitRateLimited(limited)
+	got, rest = SplitRateLimited(limited)
 	require.NoError(t, rest)
 	require.Len(t, got, 1)
-	rest, got = SplitRateLimited(nil)
+	got, rest = SplitRateLimited(nil)
 	require.NoError(t, rest)
 	require.Empty(t, got)
 }

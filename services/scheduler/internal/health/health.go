@@ -261,9 +261,9 @@ func (c *Checker) RunOnce(ctx context.Context) (rep Report, err error) {
 	// A step that GitHub rate limited is skipped (in part or whole) and
 	// said once for the pass, not one line per call; the others go on.
 	add := func(step string, err error) {
-		rest, l := github.SplitRateLimited(err)
+		l, rest := github.SplitRateLimited(err)
 		if step == "" { // a step that calls no GitHub: nothing to skip
-			rest, l = err, nil
+			l, rest = nil, err
 		}
 		if len(l) > 0 {
 			limited = append(limited, l...)

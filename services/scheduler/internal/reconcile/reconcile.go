@@ -111,7 +111,7 @@ func (l *Loop) Once(ctx context.Context) (err error) {
 			errs = append(errs, err)
 		}
 		if err := l.scaleDown(ctx, cg, g, lists); err != nil {
-			rest, rl := github.SplitRateLimited(err)
+			rl, rest := github.SplitRateLimited(err)
 			if len(rl) > 0 {
 				limited = append(limited, rl...)
 				l.m.ReconcileStepsSkipped.WithLabelValues(StepScaleDown).Inc()
