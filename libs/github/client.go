@@ -3,10 +3,14 @@
 // webhook deliveries, over go-github.
 //
 // Under go-github sits one transport that owns rate limiting: it reads the
-// rate-limit headers of every response, waits (bounded by the call's
-// context) instead of failing when GitHub rate limits, keeps a reserve of
-// calls for high-priority work (WithPriority), and retries 5xx and network
-// errors with exponential backoff and jitter. Errors are *Error values that
+// rate-limit headers of every response, waits instead of failing when GitHub
+// rate limits, keeps a reserve of calls for high-priority work
+// (WithPriority), and retries 5xx and network errors with exponential
+// backoff and jitter. Every call has a deadline (the caller's, the one of
+// WithCallDeadline, or Options.CallTimeout, whichever comes first): a wait
+// for the rate limit that would end after it is not made, and the call fails
+// at once with ErrRateLimited, its reset time in RateLimitReset. A low budget
+// never blocks a caller longer than its deadline. Errors are *Error values that
 // match one class (ErrNotFound, ErrConflict, ErrRunnerBusy, ErrRateLimited,
 // ErrRetryable, ErrPermanent) with errors.Is.
 //
@@ -84,8 +88,9 @@ type Options struct {
 	// ErrRateLimited. Default DefaultCallTimeout.
 	CallTimeout time.Duration
 	// Reserve is the number of calls per rate-limit window that
-	// low-priority calls leave to the others: below it they wait for the
-	// reset. 0 keeps no reserve.
+	// low-priority calls leave to the others: at or below it they wait for
+	// the reset, or fail at once with ErrRateLimited when the reset comes
+	// after their deadline. 0 keeps no reserve.
 	Reserve int
 	// MaxAttempts of a call failing with a 5xx or a network error.
 	// Default DefaultMaxAttempts.
