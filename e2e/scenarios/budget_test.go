@@ -51,17 +51,18 @@ func TestLowGitHubBudget(t *testing.T) {
 		return err == nil && len(rs) >= 2
 	}, "the warm pool (min_runners 2) registered")
 
-	// 60 calls left for 90 s: the reserve (30) is for the calls that start
-	// runners; the health checks' calls stop at it.
-	require.NoError(t, sys.SetFaults(ctx, map[string]any{"api_budget_seconds": int(window / time.Second), "api_budget_remaining": 60}))
+	// 40 calls left for 90 s: the reserve (30) is for the calls that start
+	// runners; the health checks' calls stop at it after a few passes.
+	require.NoError(t, sys.SetFaults(ctx, map[string]any{"api_budget_seconds": int(window / time.Second), "api_budget_remaining": 40}))
 	windowStart := time.Now()
 	ids := queueJobs(t, sys, 8, "app", smallLabels, 2*time.Second)
 
 	eventually(t, window, 500*time.Millisecond, func() bool {
 		return metricSum(t, sys, "runner_manager_health_steps_skipped_total") > 0
 	}, "the health checks skip their GitHub steps at the reserve")
-	require.LessOrEqual(t, metricSum(t, sys, "runner_manager_github_rate_limit_remaining"), float64(2*reserve),
-		"the gauge shows the low budget")
+	low, ok := metricMin(t, sys, "runner_manager_github_rate_limit_remaining")
+	require.True(t, ok, "a process exposes the rate-limit gauge")
+	require.LessOrEqual(t, low, float64(2*reserve), "the gauge shows the low budget")
 	require.Positive(t, metricSum(t, sys, "runner_manager_github_rate_limit_refusals_total"), "calls refused, not waited for")
 	servedInWindow := completedJobs(sys)
 	t.Logf("in the low-budget window: %d of %d jobs completed after %s", servedInWindow, len(ids), time.Since(windowStart).Round(time.Second))
@@ -69,6 +70,10 @@ func TestLowGitHubBudget(t *testing.T) {
 
 	waitJobs(t, sys, ids, window+3*time.Minute)
 	allJobsOnce(t, sys, ids)
+	// The window runs to its end (every pass meanwhile faces it).
+	if left := window - time.Since(windowStart); left > 0 {
+		time.Sleep(left + healthInterval)
+	}
 	// The warm pool is topped up again after the jobs.
 	eventually(t, 2*time.Minute, 500*time.Millisecond, func() bool {
 		rs, err := sys.Runners(ctx)
@@ -91,7 +96,7 @@ func TestLowGitHubBudget(t *testing.T) {
 	require.Greater(t, passes, int(window/healthInterval)/2)
 	require.Less(t, longest, healthInterval, "no health pass longer than its interval")
 	require.Zero(t, overran, "no pass ended on its deadline")
-	require.Positive(t, skippedLines, "a log line says why steps were skipped")
+	require.GreaterOrEqual(t, skippedLines, 5, "a log line per pass says why steps were skipped")
 	fits, count := reconcileBucket(t, sys, "1")
 	require.Positive(t, count)
 	require.Equal(t, count, fits, "every reconcile pass within its 1 s interval")
@@ -146,32 +151,61 @@ func parseDuration(t *testing.T, raw json.RawMessage) time.Duration {
 	return d
 }
 
-// reconcileBucket returns, summed over the schedulers, the reconcile passes
-// in the histogram bucket le and all of them.
-func reconcileBucket(t *testing.T, sys *harness.System, le string) (in, all float64) {
+// metricMin is the smallest value of an unlabelled gauge among the service
+// processes that expose it.
+func metricMin(t *testing.T, sys *harness.System, name string) (float64, bool) {
 	t.Helper()
-	const name = "runner_manager_scheduler_reconcile_pass_duration_seconds"
+	var (
+		low   float64
+		found bool
+	)
+	for _, line := range scrapeAll(t, sys) {
+		f := strings.Fields(line)
+		if len(f) != 2 || f[0] != name {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err == nil && (!found || v < low) {
+			low, found = v, true
+		}
+	}
+	return low, found
+}
+
+// scrapeAll returns the metric lines of every service process.
+func scrapeAll(t *testing.T, sys *harness.System) []string {
+	t.Helper()
+	var lines []string
 	for _, u := range sys.ServiceURLs() {
 		resp, err := http.Get(strings.TrimRight(u, "/") + "/metrics")
 		require.NoError(t, err)
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		require.NoError(t, err)
-		for _, line := range strings.Split(string(body), "\n") {
-			f := strings.Fields(line)
-			if len(f) != 2 {
-				continue
-			}
-			v, err := strconv.ParseFloat(f[1], 64)
-			if err != nil {
-				continue
-			}
-			switch f[0] {
-			case name + `_bucket{le="` + le + `"}`:
-				in += v
-			case name + "_count":
-				all += v
-			}
+		lines = append(lines, strings.Split(string(body), "\n")...)
+	}
+	return lines
+}
+
+// reconcileBucket returns, summed over the schedulers, the reconcile passes
+// in the histogram bucket le and all of them.
+func reconcileBucket(t *testing.T, sys *harness.System, le string) (in, all float64) {
+	t.Helper()
+	const name = "runner_manager_scheduler_reconcile_pass_duration_seconds"
+	for _, line := range scrapeAll(t, sys) {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case name + `_bucket{le="` + le + `"}`:
+			in += v
+		case name + "_count":
+			all += v
 		}
 	}
 	return in, all
