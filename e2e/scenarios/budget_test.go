@@ -60,7 +60,7 @@ func TestLowGitHubBudget(t *testing.T) {
 	eventually(t, window, 500*time.Millisecond, func() bool {
 		return metricSum(t, sys, "runner_manager_health_steps_skipped_total") > 0
 	}, "the health checks skip their GitHub steps at the reserve")
-	low, ok := metricMin(t, sys, "runner_manager_github_rate_limit_remaining")
+	low, _, ok := metricRange(t, sys, "runner_manager_github_rate_limit_remaining")
 	require.True(t, ok, "a process exposes the rate-limit gauge")
 	require.LessOrEqual(t, low, float64(2*reserve), "the gauge shows the low budget")
 	require.Positive(t, metricSum(t, sys, "runner_manager_github_rate_limit_refusals_total"), "calls refused, not waited for")
@@ -70,10 +70,13 @@ func TestLowGitHubBudget(t *testing.T) {
 
 	waitJobs(t, sys, ids, window+3*time.Minute)
 	allJobsOnce(t, sys, ids)
-	// The window runs to its end (every pass meanwhile faces it).
-	if left := window - time.Since(windowStart); left > 0 {
-		time.Sleep(left + healthInterval)
-	}
+	// The window runs to its end (every pass meanwhile faces it): the
+	// scheduler's gauge shows the full budget again.
+	eventually(t, window+time.Minute, 500*time.Millisecond, func() bool {
+		_, high, ok := metricRange(t, sys, "runner_manager_github_rate_limit_remaining")
+		return ok && high > 1000
+	}, "the window ends and the budget is back")
+	require.GreaterOrEqual(t, time.Since(windowStart), window-time.Second)
 	// The warm pool is topped up again after the jobs.
 	eventually(t, 2*time.Minute, 500*time.Millisecond, func() bool {
 		rs, err := sys.Runners(ctx)
@@ -151,25 +154,25 @@ func parseDuration(t *testing.T, raw json.RawMessage) time.Duration {
 	return d
 }
 
-// metricMin is the smallest value of an unlabelled gauge among the service
-// processes that expose it.
-func metricMin(t *testing.T, sys *harness.System, name string) (float64, bool) {
+// metricRange is the smallest and the largest value of an unlabelled gauge
+// among the service processes that expose it.
+func metricRange(t *testing.T, sys *harness.System, name string) (low, high float64, found bool) {
 	t.Helper()
-	var (
-		low   float64
-		found bool
-	)
 	for _, line := range scrapeAll(t, sys) {
 		f := strings.Fields(line)
 		if len(f) != 2 || f[0] != name {
 			continue
 		}
 		v, err := strconv.ParseFloat(f[1], 64)
-		if err == nil && (!found || v < low) {
-			low, found = v, true
+		if err != nil {
+			continue
 		}
+		if !found {
+			low, high, found = v, v, true
+		}
+		low, high = min(low, v), max(high, v)
 	}
-	return low, found
+	return low, high, found
 }
 
 // scrapeAll returns the metric lines of every service process.
