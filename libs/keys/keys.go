@@ -50,6 +50,14 @@ func (k Keys) GroupFree(group string) string { return k.p + ":group:" + group + 
 // create failed for good (no hot loop on a permanent failure).
 func (k Keys) GroupBackoff(group string) string { return k.p + ":group:" + group + ":backoff" }
 
+// GroupCreateFailures counts a group's consecutive rounds of creates that
+// failed for good; it sets the length of the next GroupBackoff (doubling
+// from scheduler.create_retry_backoff, bounded) and is deleted by the
+// group's first successful create.
+func (k Keys) GroupCreateFailures(group string) string {
+	return k.p + ":group:" + group + ":create_failures"
+}
+
 // Retry is the sorted set of commands to emit again ("create:<runner>",
 // "delete:<runner>"), scored by the time they are due in milliseconds.
 func (k Keys) Retry() string { return k.p + ":retry" }

@@ -15,6 +15,7 @@
 //	{P}:group:<g>:free         zset: runners that can still take a job (pending, started, idle)
 //	{P}:group:<g>:demand       zset: job id -> queued time (ms); demand is a set, never a counter
 //	{P}:group:<g>:backoff      string with TTL: top-ups of g wait while it exists
+//	{P}:group:<g>:create_failures  counter with TTL: consecutive failed rounds of creates of g (sets the next backoff)
 //	{P}:job:<id>               hash: status, group, runner_name, queued_at,
 //	                           in_progress_at, completed_at; TTL JobRetention once
 //	                           completed, ActiveJobTTL before
