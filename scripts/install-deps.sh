@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing runner-manager needs on a fresh
-# Debian machine: from Debian's packages redis-server, redis-sentinel (the
-# Sentinel test of libs/service), protoc (with its well-known types) and
-# shellcheck; from the Go module proxy staticcheck.
+# Debian machine: from Debian's packages redis-server, redis-sentinel (for the
+# Sentinel test of libs/service), protoc (with its well-known types) and the
+# shell linter shellcheck; from the Go module proxy staticcheck.
 # Idempotent; installs only what is missing.
 set -euo pipefail
 
