@@ -117,6 +117,9 @@ type Streams struct {
 type Ingress struct {
 	// Listen address of POST /webhook and the health endpoints.
 	Listen string `yaml:"listen"`
+	// MetricsListen, when set, is the address of a second listener serving
+	// /metrics, /healthz and /readyz; /metrics then leaves Listen.
+	MetricsListen string `yaml:"metrics_listen"`
 	// MaxBodyBytes: larger bodies are refused with 413.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout of the HTTP server.
@@ -130,6 +133,9 @@ type Ingress struct {
 type Scheduler struct {
 	// Listen address of the admin API and the health endpoints.
 	Listen string `yaml:"listen"`
+	// MetricsListen, when set, is the address of a second listener serving
+	// /metrics, /healthz and /readyz; /metrics then leaves Listen.
+	MetricsListen string `yaml:"metrics_listen"`
 	// ReconcileInterval is the cheap loop that retries waiting demand.
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 	// LeaseTTL of the leader lease for periodic work; another replica takes over
@@ -155,6 +161,9 @@ type Scheduler struct {
 type Provisioner struct {
 	// Listen address of the health endpoints.
 	Listen string `yaml:"listen"`
+	// MetricsListen, when set, is the address of a second listener serving
+	// /metrics, /healthz and /readyz; /metrics then leaves Listen.
+	MetricsListen string `yaml:"metrics_listen"`
 	// Concurrency bounds the commands handled at once by one replica.
 	Concurrency int `yaml:"concurrency"`
 	// CallTimeout bounds one backend call (create or delete).
