@@ -1,5 +1,5 @@
 // Package config holds the one configuration file shared by every service
-// (DESIGN §8) and the secrets that come only from the environment.
+// (docs/design.md §8) and the secrets that come only from the environment.
 package config
 
 import (
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Defaults of DESIGN §8 and of each service's section.
+// Defaults of docs/design.md §8 and of each service's section.
 const (
 	DefaultName                = "runner-manager"
 	DefaultGitHubBaseURL       = "https://api.github.com"
@@ -53,7 +53,7 @@ type Config struct {
 	GitHub GitHub `yaml:"github"`
 	// Redis says where the streams and keys live.
 	Redis Redis `yaml:"redis"`
-	// HealthCheckInterval is how often the scheduler runs the health checks of DESIGN §7.
+	// HealthCheckInterval is how often the scheduler runs the health checks of docs/design.md §7.
 	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
 	// TimeToStart is how long a runner may take to come online at GitHub.
 	TimeToStart time.Duration `yaml:"time_to_start"`

@@ -1,4 +1,4 @@
-// Package keys names every Redis stream and key of one manager (DESIGN §3).
+// Package keys names every Redis stream and key of one manager (docs/design.md §3).
 // Every key carries the hash tag {P}, P being the manager's name, so that one
 // Lua script may touch any of them and two managers can share a Redis.
 package keys

@@ -1,4 +1,4 @@
-// Package health runs the health checks of DESIGN §7: every
+// Package health runs the health checks of docs/design.md §7: every
 // health_check_interval, by one scheduler replica at a time (lease
 // {P}:lease:health), it finds what the event-driven path missed and repairs
 // it through the state package, the only writer of runner state:

@@ -6,7 +6,7 @@
 // It reads GitHub only when a group has surplus free runners that may be
 // idle (started or idle by the records): one list per scope and at most one
 // per reconcile interval, never one call per runner. The expensive health checks of
-// DESIGN §7 live elsewhere, on the same state package.
+// docs/design.md §7 live elsewhere, on the same state package.
 package reconcile
 
 import (

@@ -12,7 +12,7 @@ import (
 // names from {P} (ARGV[1]) exactly as libs/keys does (a test checks it): the
 // runner a result names tells which group's sets to touch, so the keys cannot
 // all be declared up front. Every key carries the hash tag {P}; Redis Cluster
-// is not a goal (DESIGN §3).
+// is not a goal (docs/design.md §3).
 //
 // Common ARGV of every script:
 //

@@ -1,5 +1,5 @@
 // Package state is the scheduler's truth about every runner and job, kept in
-// Redis (DESIGN §3, §4, §6). It is the one place that knows the keys, the Lua
+// Redis (docs/design.md §3, §4, §6). It is the one place that knows the keys, the Lua
 // scripts and the runner state machine: every change of a runner's state, of a
 // group's capacity or of a job's status goes through a method of Store, and
 // each method is one Lua script, so that several scheduler replicas never act
@@ -46,9 +46,9 @@ import (
 	"time"
 )
 
-// State is the lifecycle state of a runner (DESIGN §4).
+// State is the lifecycle state of a runner (docs/design.md §4).
 //
-// DESIGN §4 also names a "creating" state (a provisioner took the command).
+// docs/design.md §4 also names a "creating" state (a provisioner took the command).
 // Provisioners never write state, so the scheduler cannot know it: a runner
 // stays pending until the created result.
 type State string
@@ -71,7 +71,7 @@ const (
 // generated table (see lua.go). A runner may skip forward (pending -> busy when
 // the job starts before the created result arrives), and goes back once:
 // deleting -> busy, when GitHub refused to remove its registration because
-// it took a job since it was chosen (a busy result, DESIGN §6 "Deleting
+// it took a job since it was chosen (a busy result, docs/design.md §6 "Deleting
 // safely"): its instance was left alone, and it is deleted when that job
 // completes.
 var transitions = map[State][]State{
@@ -105,7 +105,7 @@ func (s State) Valid() bool {
 	return ok
 }
 
-// JobStatus is a job's status; it only moves forward (DESIGN §4).
+// JobStatus is a job's status; it only moves forward (docs/design.md §4).
 type JobStatus string
 
 // Job statuses, in order.
