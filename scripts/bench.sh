@@ -8,6 +8,7 @@
 #   2. dispatch of a burst of queued jobs, event → create command delays
 #   3. the same with 1, 2 and 3 scheduler replicas
 #   4. GitHub API calls per job, by route
+#   4b. the same with a broken group (every create fails for good) beside the healthy one
 #   5. Redis memory per runner and per pending job, resident memory of the services
 #   6. ingress resident memory under slow-body connections (scripts/bench-ingress-slow.sh)
 #   + benchmarks (with a CPU profile) of the scheduler's queued-job decision
@@ -15,9 +16,10 @@
 # Everything runs on loopback with processes of its own (redis-server on free
 # ports); nothing is part of `make test`. Expects `make build` to have run
 # (make bench does it). Environment:
-#   ONLY="ingress slow dispatch github profile"  runs a subset
+#   ONLY="ingress slow dispatch github broken profile"  runs a subset
 #   JOBS=10000 DISPATCH_GROUPS=4 REPLICAS=1,2,3 PACED_JOBS=2000 PACED_RATE=200 MEMORY_JOBS=10000  (dispatch)
 #   GH_JOBS=1000 GH_MAX_RUNNERS=200 GH_JOB_SECONDS=5 GH_HEALTH_INTERVAL=10s            (GitHub calls)
+#   BROKEN_JOBS=300 BROKEN_MAX_RUNNERS=50 BROKEN_GROUP_MAX=10 BROKEN_DURATION=120s      (broken group)
 #   BENCH_DIR  keeps the logs and profiles there (default: a temporary directory, removed)
 #   DOC        the file to update (default docs/benchmarks.md)
 set -euo pipefail
@@ -26,7 +28,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=$root/bin
 doc=${DOC:-$root/docs/benchmarks.md}
-only=${ONLY:-ingress slow dispatch github profile}
+only=${ONLY:-ingress slow dispatch github broken profile}
 work=${BENCH_DIR:-$(mktemp -d -t bench.XXXXXX)}
 mkdir -p "$work"
 if [[ -z ${BENCH_DIR:-} ]]; then
@@ -143,6 +145,16 @@ if wants github; then
 		-job-seconds "${GH_JOB_SECONDS:-5}" -health-interval "${GH_HEALTH_INTERVAL:-10s}" >&2
 	{ echo "Measured $when."; echo; cat "$work/github.md"; } >"$work/github2.md"
 	splice github "$work/github2.md"
+fi
+
+# --- 4b. a broken group beside a healthy one ----------------------------------
+if wants broken; then
+	log "figure 4b: bin/benchjobs with a broken group"
+	"$bin/benchjobs" -bin "$bin" -dir "$work/broken" -md "$work/broken.md" \
+		-jobs "${BROKEN_JOBS:-300}" -max-runners "${BROKEN_MAX_RUNNERS:-50}" -job-seconds 2 \
+		-health-interval 10s -broken-max "${BROKEN_GROUP_MAX:-10}" -min-duration "${BROKEN_DURATION:-120s}" -timeout 10m >&2
+	{ echo "Measured $when."; echo; cat "$work/broken.md"; } >"$work/broken2.md"
+	splice broken "$work/broken2.md"
 fi
 
 # --- profile of the scheduler's decision --------------------------------------

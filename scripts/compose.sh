@@ -9,8 +9,25 @@ compose() {
 if [ -z "${REDIS_IMAGE:-}" ] && ! docker image inspect redis:7 >/dev/null 2>&1; then
   export REDIS_IMAGE=runner-manager/redis:local
 fi
+# The Redis password: generated once into compose/secrets/ (ignored by git),
+# kept while the files exist. redis.conf is Redis's configuration (it holds
+# requirepass); redis.env gives the services RM_REDIS_URL and the health
+# check REDISCLI_AUTH.
+secrets() {
+  local dir=compose/secrets
+  [ -f "$dir/redis.conf" ] && [ -f "$dir/redis.env" ] && return
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  local pw
+  pw=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
+  # Readable inside the Redis container (uid 999); the directory is private.
+  (umask 022 && printf 'appendonly yes\nprotected-mode no\nrequirepass %s\n' "$pw" >"$dir/redis.conf")
+  # Read by compose itself (env_file), not by the containers.
+  (umask 077 && printf 'RM_REDIS_URL=redis://:%s@redis:6379/0\nREDISCLI_AUTH=%s\n' "$pw" "$pw" >"$dir/redis.env")
+}
 case "${1:-}" in
   up)
+    secrets
     compose up -d
     # Wait until every service with a health check reports healthy.
     for _ in $(seq 1 90); do
@@ -28,10 +45,13 @@ case "${1:-}" in
     exit 1
     ;;
   down)
-    compose down --volumes --remove-orphans --timeout 20
-    # Runner containers are made by provisioner-docker, not by compose.
+    secrets # compose reads the env files even to stop
+    # Runner containers are made by provisioner-docker, not by compose: stop
+    # it first, remove them, then the network they were on can go.
+    compose stop --timeout 20
     ids=$(docker ps -aq --filter label=runner-manager.io/manager=rm-compose)
     [ -z "$ids" ] || xargs docker rm -f <<<"$ids" >/dev/null
+    compose down --volumes --remove-orphans --timeout 20
     ;;
   *) echo "usage: $0 up|down" >&2; exit 2 ;;
 esac

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing runner-manager needs on a fresh
-# Debian machine: from Debian's packages redis-server, protoc (with its
-# well-known types) and shellcheck; from the Go module proxy staticcheck.
+# Debian machine: from Debian's packages redis-server, redis-sentinel (for the
+# Sentinel test of libs/service), protoc (with its well-known types) and the
+# shell linter shellcheck; from the Go module proxy staticcheck.
 # Idempotent; installs only what is missing.
 set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 # protoc's well-known types (google/protobuf/timestamp.proto) are only

@@ -253,7 +253,9 @@ func TestFullValues(t *testing.T) {
 		require.Equal(t, "rm-secrets", c.EnvFrom[0].SecretRef.Name, "existingSecret is used")
 	}
 	require.Equal(t, 0, r.count("StatefulSet"), "an external Redis: no trial Redis")
-	require.Equal(t, 0, r.count("Secret"), "existingSecret: the chart makes no Secret")
+	require.Equal(t, 1, r.count("Secret"), "existingSecret: the chart makes only the Secret of the Redis URL")
+	_, hasRedisSecret := r.find("Secret", "rm-runner-manager-redis")
+	require.True(t, hasRedisSecret)
 
 	// HPA: the ingress and AWS pools scale on their own; their Deployments leave replicas to the HPA.
 	require.Equal(t, 2, r.count("HorizontalPodAutoscaler"))
@@ -287,7 +289,7 @@ func TestFullValues(t *testing.T) {
 	ing, ok := r.find("Ingress", "rm-runner-manager")
 	require.True(t, ok)
 	require.Contains(t, string(ing.doc), "rm-tls")
-	require.Equal(t, 2, r.count("NetworkPolicy"))
+	require.Equal(t, 3, r.count("NetworkPolicy"), "ingress, scheduler, metrics (no Redis of the chart)")
 	require.Equal(t, 1, r.count("ServiceMonitor"))
 	require.GreaterOrEqual(t, r.count("PodDisruptionBudget"), 4)
 	require.Contains(t, r.files["runner-manager/templates/NOTES.txt"], "https://rm.acme.dev/webhook")

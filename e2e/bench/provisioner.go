@@ -77,6 +77,9 @@ func (p *Provisioner) Stop() error {
 type RunnerBackend struct {
 	// GitHubURL replaces the URL of the JIT configurations ("" keeps it).
 	GitHubURL string
+	// Broken lists groups whose creates fail for good (a bad image, a
+	// denied quota): Create answers backend.ErrPermanent for them.
+	Broken map[string]bool
 
 	mu        sync.Mutex
 	seq       int
@@ -96,6 +99,9 @@ var _ backend.Backend = (*RunnerBackend)(nil)
 func (b *RunnerBackend) Create(_ context.Context, r backend.RunnerSpec) (backend.Instance, error) {
 	if r.Name == "" {
 		return backend.Instance{}, fmt.Errorf("create instance: empty runner name: %w", backend.ErrPermanent)
+	}
+	if b.Broken[r.Group] {
+		return backend.Instance{}, fmt.Errorf("create instance %s: group %s is broken: %w", r.Name, r.Group, backend.ErrPermanent)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Faults are the failures the fake injects. All are off by default;
@@ -39,6 +40,14 @@ type Faults struct {
 	// their registration is refused, 422, as on GitHub). One-shot: counted
 	// as fault "dispatch_after_list".
 	DispatchAfterList bool `json:"dispatch_after_list"`
+	// APIBudgetSeconds, when set, starts a rate-limit window of that many
+	// seconds with only APIBudgetRemaining calls left in it (a budget spent
+	// by another tool of the same installation): the calls answer
+	// X-RateLimit-Remaining counting down from there, then 403 with
+	// X-RateLimit-Remaining: 0 until the window resets to the full
+	// RateLimitPerHour. Applied when the faults are set.
+	APIBudgetSeconds   int `json:"api_budget_seconds"`
+	APIBudgetRemaining int `json:"api_budget_remaining"`
 }
 
 func (f Faults) validate() error {
@@ -47,8 +56,8 @@ func (f Faults) validate() error {
 			return fmt.Errorf("fault %s: probability %v not in [0, 1]", name, p)
 		}
 	}
-	if f.DelayMS < 0 || f.APIRateLimitSeconds < 0 {
-		return errors.New("faults: negative delay_ms or api_rate_limit_seconds")
+	if f.DelayMS < 0 || f.APIRateLimitSeconds < 0 || f.APIBudgetSeconds < 0 || f.APIBudgetRemaining < 0 {
+		return errors.New("faults: negative delay_ms, api_rate_limit_seconds, api_budget_seconds or api_budget_remaining")
 	}
 	return nil
 }
@@ -64,6 +73,11 @@ func (s *Server) SetFaults(f Faults) error {
 	s.faults = f
 	if f.APIRateLimit == 0 {
 		s.rlUntil = s.opts.Now().Add(-1)
+	}
+	if f.APIBudgetSeconds > 0 {
+		s.budgetReset = s.opts.Now().Truncate(time.Second).Add(time.Duration(f.APIBudgetSeconds) * time.Second)
+		s.budgetUsed = max(s.opts.RateLimitPerHour-f.APIBudgetRemaining, 0)
+		s.stats.faults["api_budget"]++
 	}
 	return nil
 }

@@ -329,3 +329,26 @@ func TestDispatchAfterList(t *testing.T) {
 	done := e.waitJob(j.ID, fakegithub.StatusCompleted)
 	require.Equal(t, fakegithub.ConclusionSuccess, done.Conclusion)
 }
+
+func TestAPIBudgetFault(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	require.NoError(t, e.fake.SetFaults(fakegithub.Faults{APIBudgetSeconds: 90, APIBudgetRemaining: 2}))
+	var remaining []string
+	for range 2 {
+		resp := e.call("GET", "/orgs/acme/actions/runners", nil, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		remaining = append(remaining, resp.Header.Get("X-RateLimit-Remaining"))
+	}
+	require.Equal(t, []string{"1", "0"}, remaining)
+	resp := e.call("GET", "/orgs/acme/actions/runners", nil, nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "the low budget is spent")
+	require.Equal(t, "0", resp.Header.Get("X-RateLimit-Remaining"))
+	retry, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	require.InDelta(t, 90, retry, 2, "until the window ends")
+	reset, err := strconv.ParseInt(resp.Header.Get("X-RateLimit-Reset"), 10, 64)
+	require.NoError(t, err)
+	require.InDelta(t, time.Now().Add(90*time.Second).Unix(), reset, 2)
+	require.EqualValues(t, 1, e.fake.Stats().Faults["api_budget"])
+}

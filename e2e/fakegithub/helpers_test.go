@@ -237,7 +237,7 @@ func (e *env) waitJob(id int64, status string) fakegithub.Job {
 	require.Eventually(e.t, func() bool {
 		j, _ = e.fake.Job(id)
 		return j.Status == status
-	}, 10*time.Second, 5*time.Millisecond, "job %d never %s", id, status)
+	}, 10*time.Second, 5*time.Millisecond, "job %d never %s: %+v", id, status, &j)
 	return j
 }
 

@@ -1,9 +1,8 @@
 // Package reference holds the runner-related part of GitHub's official
 // OpenAPI description, with the workflow_job webhook schemas (README.md says
-// where it comes from). It is a copy of ../shared/reference kept in the
-// repository, so that the conformance tests run from any checkout; a test
-// checks that the two are the same wherever the shared one is beside the
-// work tree.
+// where it comes from), kept in the repository so that the conformance tests
+// run from any checkout; reference_test.go checks it against the project's
+// reference copy wherever one is found above the work tree.
 package reference
 
 import (

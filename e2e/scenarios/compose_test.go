@@ -64,6 +64,20 @@ func TestCompose(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, id)
 	}
+	// Runners are on their own network, never on the one of Redis and the services.
+	var networks string
+	require.Eventually(t, func() bool {
+		ids, err := sys.Containers(ctx)
+		if err != nil || len(ids) == 0 {
+			return false
+		}
+		out, err := exec.Command("docker", append([]string{"inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}"}, ids...)...).Output()
+		networks = string(out)
+		return err == nil && strings.TrimSpace(networks) != ""
+	}, 2*time.Minute, 100*time.Millisecond, "a runner container appears")
+	for _, n := range strings.Fields(networks) {
+		require.Equal(t, "rm-compose-runners", n, "runner containers are only on the runners' network")
+	}
 	waitJobs(t, sys, ids, 4*time.Minute)
 	require.Eventually(t, func() bool {
 		ids, err := sys.Containers(ctx)
@@ -78,5 +92,6 @@ func TestCompose(t *testing.T) {
 	require.Empty(t, left("containers", "ps", "-aq", "--filter", "label=com.docker.compose.project=rm-compose"))
 	require.Empty(t, left("runner containers", "ps", "-aq", "--filter", "label=runner-manager.io/manager=rm-compose"))
 	require.Empty(t, left("networks", "network", "ls", "-q", "--filter", "name=^rm-compose$"))
+	require.Empty(t, left("networks", "network", "ls", "-q", "--filter", "name=^rm-compose-runners$"))
 	require.Empty(t, left("volumes", "volume", "ls", "-q", "--filter", "label=com.docker.compose.project=rm-compose"))
 }

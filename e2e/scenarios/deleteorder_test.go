@@ -48,13 +48,21 @@ func watchRunningJobs(t *testing.T, sys *harness.System) *jobWatch {
 			if err != nil {
 				continue
 			}
-			// The job may have completed between the two reads: ask again.
+			// The job may have completed between the two reads, and the
+			// engine may still show a container "created" while its
+			// process already runs (the state is updated once the start
+			// returns): ask both again.
 			for _, j := range jobs {
 				if st := ctrs[j.RunnerName]; st != "running" {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					now, err := sys.Job(ctx, j.ID)
+					var again map[string]string
+					if err == nil {
+						again, err = sys.ContainerRunners(ctx)
+						st = again[j.RunnerName]
+					}
 					cancel()
-					if err == nil && now.Status == fakegithub.StatusInProgress {
+					if err == nil && now.Status == fakegithub.StatusInProgress && st != "running" {
 						w.mu.Lock()
 						w.errs = append(w.errs, fmt.Sprintf("job %d in progress on %s, whose container is %q", j.ID, j.RunnerName, st))
 						w.mu.Unlock()

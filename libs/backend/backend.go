@@ -1,5 +1,5 @@
 // Package backend is the contract between the provisioner runtime and the
-// places runners run on (DESIGN §9): Docker, AWS EC2, GCP Compute Engine, and
+// places runners run on (docs/design.md §9): Docker, AWS EC2, GCP Compute Engine, and
 // an in-memory backend for tests.
 package backend
 

@@ -1,5 +1,5 @@
 // Package config holds the one configuration file shared by every service
-// (DESIGN §8) and the secrets that come only from the environment.
+// (docs/design.md §8) and the secrets that come only from the environment.
 package config
 
 import (
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Defaults of DESIGN §8 and of each service's section.
+// Defaults of docs/design.md §8 and of each service's section.
 const (
 	DefaultName                = "runner-manager"
 	DefaultGitHubBaseURL       = "https://api.github.com"
@@ -53,7 +53,7 @@ type Config struct {
 	GitHub GitHub `yaml:"github"`
 	// Redis says where the streams and keys live.
 	Redis Redis `yaml:"redis"`
-	// HealthCheckInterval is how often the scheduler runs the health checks of DESIGN §7.
+	// HealthCheckInterval is how often the scheduler runs the health checks of docs/design.md §7.
 	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
 	// TimeToStart is how long a runner may take to come online at GitHub.
 	TimeToStart time.Duration `yaml:"time_to_start"`
@@ -117,6 +117,9 @@ type Streams struct {
 type Ingress struct {
 	// Listen address of POST /webhook and the health endpoints.
 	Listen string `yaml:"listen"`
+	// MetricsListen, when set, is the address of a second listener serving
+	// /metrics, /healthz and /readyz; /metrics then leaves Listen.
+	MetricsListen string `yaml:"metrics_listen"`
 	// MaxBodyBytes: larger bodies are refused with 413.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout of the HTTP server.
@@ -130,6 +133,9 @@ type Ingress struct {
 type Scheduler struct {
 	// Listen address of the admin API and the health endpoints.
 	Listen string `yaml:"listen"`
+	// MetricsListen, when set, is the address of a second listener serving
+	// /metrics, /healthz and /readyz; /metrics then leaves Listen.
+	MetricsListen string `yaml:"metrics_listen"`
 	// ReconcileInterval is the cheap loop that retries waiting demand.
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 	// LeaseTTL of the leader lease for periodic work; another replica takes over
@@ -155,6 +161,9 @@ type Scheduler struct {
 type Provisioner struct {
 	// Listen address of the health endpoints.
 	Listen string `yaml:"listen"`
+	// MetricsListen, when set, is the address of a second listener serving
+	// /metrics, /healthz and /readyz; /metrics then leaves Listen.
+	MetricsListen string `yaml:"metrics_listen"`
 	// Concurrency bounds the commands handled at once by one replica.
 	Concurrency int `yaml:"concurrency"`
 	// CallTimeout bounds one backend call (create or delete).

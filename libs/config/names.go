@@ -40,7 +40,7 @@ func NewRunnerSuffix() string {
 
 // IsRunnerName tells whether s may be a runner's name, and so an instance
 // name, a container name, a tag or label value and a word of a startup
-// script (DESIGN §5): 1 to MaxRunnerNameLen characters a-z, 0-9 and '-',
+// script (docs/design.md §5): 1 to MaxRunnerNameLen characters a-z, 0-9 and '-',
 // starting with a letter and not ending with '-' (the GCE instance name
 // rule, the strictest of the backends). Every backend checks it before a
 // name reaches its API (libs/backend.CheckRunnerName).

@@ -37,9 +37,14 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 // Secrets are read from the environment with the prefix RM_.
 type Secrets struct {
 	// RedisURL overrides redis.url (RM_REDIS_URL); it may carry a password.
-	RedisURL      Secret `envconfig:"REDIS_URL"`
+	RedisURL Secret `envconfig:"REDIS_URL"`
+	// RedisPassword is the password of the Redis servers; it wins over one in
+	// the URL.
 	RedisPassword Secret `envconfig:"REDIS_PASSWORD"`
-	GitHubToken   Secret `envconfig:"GITHUB_TOKEN"`
+	// RedisSentinelPassword is the Sentinels' own password (their
+	// requirepass), with a Sentinel URL or redis.sentinel_*; empty: none.
+	RedisSentinelPassword Secret `envconfig:"REDIS_SENTINEL_PASSWORD"`
+	GitHubToken           Secret `envconfig:"GITHUB_TOKEN"`
 	// GitHubAppID and GitHubAppInstallationID are read by LoadSecrets itself
 	// (ignored by envconfig) so that a variable set but empty means unset.
 	GitHubAppID int64 `envconfig:"GITHUB_APP_ID" ignored:"true"`

@@ -422,9 +422,38 @@ func (c *Config) validateGlobal(v *validator) {
 			v.at(l.path, "%q is not a listen address host:port (e.g. :8080)", l.addr)
 		}
 	}
+	for _, l := range []struct {
+		section       string
+		listen, other string
+	}{
+		{"ingress", c.Ingress.MetricsListen, c.Ingress.Listen},
+		{"scheduler", c.Scheduler.MetricsListen, c.Scheduler.Listen},
+		{"provisioner", c.Provisioner.MetricsListen, c.Provisioner.Listen},
+	} {
+		if l.listen == "" {
+			continue
+		}
+		path := keyPath{l.section, "metrics_listen"}
+		if _, _, err := net.SplitHostPort(l.listen); err != nil {
+			v.at(path, "%q is not a listen address host:port (e.g. :9090)", l.listen)
+		} else if sameListenAddr(l.listen, l.other) {
+			v.at(path, "%q is the address of %s.listen: the metrics listener needs its own port", l.listen, l.section)
+		}
+	}
 	v.positive(keyPath{"ingress", "max_body_bytes"}, c.Ingress.MaxBodyBytes)
 	v.nonNegative(keyPath{"scheduler", "create_retries"}, int64(c.Scheduler.CreateRetries))
 	v.positive(keyPath{"provisioner", "concurrency"}, int64(c.Provisioner.Concurrency))
+}
+
+// sameListenAddr tells whether two listen addresses would bind the same port
+// (an empty host is every address).
+func sameListenAddr(a, b string) bool {
+	ah, ap, err1 := net.SplitHostPort(a)
+	bh, bp, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || ap != bp {
+		return false
+	}
+	return ah == bh || ah == "" || bh == "" || ah == "0.0.0.0" || bh == "0.0.0.0"
 }
 
 func (c *Config) validateSecrets(v *validator) {

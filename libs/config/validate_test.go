@@ -195,6 +195,8 @@ func TestProblems(t *testing.T) {
 		{"concurrency zero", group + "provisioner:\n  concurrency: 0 #<\n", nil, "provisioner.concurrency", "must be at least 1, got 0"},
 		{"stream max_len zero", group + "streams:\n  max_len: 0 #<\n", nil, "streams.max_len", "must be at least 1"},
 		{"listen address", group + "ingress:\n  listen: \"8080\" #<\n", nil, "ingress.listen", "not a listen address"},
+		{"metrics listen address", group + "scheduler:\n  metrics_listen: \"9090\" #<\n", nil, "scheduler.metrics_listen", "not a listen address"},
+		{"metrics listen on the main port", group + "provisioner:\n  listen: \":8082\"\n  metrics_listen: \"127.0.0.1:8082\" #<\n", nil, "provisioner.metrics_listen", "needs its own port"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

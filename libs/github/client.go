@@ -3,10 +3,14 @@
 // webhook deliveries, over go-github.
 //
 // Under go-github sits one transport that owns rate limiting: it reads the
-// rate-limit headers of every response, waits (bounded by the call's
-// context) instead of failing when GitHub rate limits, keeps a reserve of
-// calls for high-priority work (WithPriority), and retries 5xx and network
-// errors with exponential backoff and jitter. Errors are *Error values that
+// rate-limit headers of every response, waits instead of failing when GitHub
+// rate limits, keeps a reserve of calls for high-priority work
+// (WithPriority), and retries 5xx and network errors with exponential
+// backoff and jitter. Every call has a deadline (the caller's, the one of
+// WithCallDeadline, or Options.CallTimeout, whichever comes first): a wait
+// for the rate limit that would end after it is not made, and the call fails
+// at once with ErrRateLimited, its reset time in RateLimitReset. A low budget
+// never blocks a caller longer than its deadline. Errors are *Error values that
 // match one class (ErrNotFound, ErrConflict, ErrRunnerBusy, ErrRateLimited,
 // ErrRetryable, ErrPermanent) with errors.Is.
 //
@@ -42,8 +46,11 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultBaseURL        = "https://api.github.com"
-	DefaultTimeout        = 30 * time.Second
+	DefaultBaseURL = "https://api.github.com"
+	DefaultTimeout = 30 * time.Second
+	// DefaultCallTimeout bounds a whole call whose context has no earlier
+	// deadline.
+	DefaultCallTimeout    = 2 * time.Minute
 	DefaultMaxAttempts    = 4
 	DefaultRetryBaseDelay = 500 * time.Millisecond
 	DefaultRetryMaxDelay  = 30 * time.Second
@@ -75,9 +82,15 @@ type Options struct {
 	// Timeout bounds each HTTP attempt (not the waits between attempts,
 	// which the call's context bounds). Default DefaultTimeout.
 	Timeout time.Duration
+	// CallTimeout bounds a whole call (attempts, retries and rate-limit
+	// waits) when the caller's context has no earlier deadline: a call that
+	// would wait for the rate limit past it fails at once with
+	// ErrRateLimited. Default DefaultCallTimeout.
+	CallTimeout time.Duration
 	// Reserve is the number of calls per rate-limit window that
-	// low-priority calls leave to the others: below it they wait for the
-	// reset. 0 keeps no reserve.
+	// low-priority calls leave to the others: at or below it they wait for
+	// the reset, or fail at once with ErrRateLimited when the reset comes
+	// after their deadline. 0 keeps no reserve.
 	Reserve int
 	// MaxAttempts of a call failing with a 5xx or a network error.
 	// Default DefaultMaxAttempts.
@@ -122,6 +135,8 @@ type Client struct {
 	apps *gh.Client
 	tr   *transport
 	log  *slog.Logger
+	// callTimeout bounds every call (Options.CallTimeout).
+	callTimeout time.Duration
 }
 
 // New returns a Client. It fails on a malformed base URL, missing
@@ -157,7 +172,7 @@ func New(opts Options) (*Client, error) {
 		log:               log,
 		metrics:           newMetrics(opts.Registerer),
 	}
-	c := &Client{tr: tr, log: log}
+	c := &Client{tr: tr, log: log, callTimeout: cmp.Or(opts.CallTimeout, DefaultCallTimeout)}
 	userAgent := cmp.Or(opts.UserAgent, "runner-manager")
 	switch {
 	case opts.AppID != 0:
@@ -254,9 +269,35 @@ func (s Scope) path() (string, error) {
 
 // call runs one operation through go-github and wraps its error with op.
 // sensitive keeps GitHub's messages out of the error (JIT, tokens).
+// Every call has a deadline: the earliest of the caller's, the one set with
+// WithCallDeadline and CallTimeout from now, so that no call waits on the
+// rate limit without bound.
 func (c *Client) call(ctx context.Context, op string, sensitive bool, fn func(ctx context.Context) error) error {
+	deadline, ok := ctx.Value(callDeadlineKey{}).(time.Time)
+	if c.callTimeout > 0 {
+		if d := time.Now().Add(c.callTimeout); !ok || d.Before(deadline) {
+			deadline, ok = d, true
+		}
+	}
+	if ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	ctx, info := withCallInfo(ctx)
 	return wrapError(op, fn(ctx), info, sensitive)
+}
+
+type callDeadlineKey struct{}
+
+// WithCallDeadline bounds the GitHub calls made with ctx by t, while ctx
+// itself may last longer: a pass gives its GitHub calls part of its time and
+// keeps the rest for the steps that need no GitHub call.
+func WithCallDeadline(ctx context.Context, t time.Time) context.Context {
+	if cur, ok := ctx.Value(callDeadlineKey{}).(time.Time); ok && cur.Before(t) {
+		return ctx
+	}
+	return context.WithValue(ctx, callDeadlineKey{}, t)
 }
 
 // do sends a request built with go-github and decodes its JSON answer into v.

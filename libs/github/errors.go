@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gh "github.com/google/go-github/v62/github"
@@ -52,9 +54,50 @@ type Error struct {
 	StatusCode int
 	// Message is GitHub's error message; empty for sensitive routes.
 	Message string
+	// Reset is, for a rate limit, when it ends (the window's reset or the
+	// end of the pause GitHub asked for); zero when unknown.
+	Reset time.Time
 
 	kind  error
 	cause error
+}
+
+// RateLimitReset tells when the rate limit that failed err ends: the
+// window's reset, or the end of the pause GitHub asked for. False when err
+// is not a rate limit or the time is unknown.
+func RateLimitReset(err error) (time.Time, bool) {
+	var e *Error
+	if !errors.As(err, &e) || e.kind != ErrRateLimited || e.Reset.IsZero() {
+		return time.Time{}, false
+	}
+	return e.Reset, true
+}
+
+// joinType is the type of errors.Join's errors.
+var joinType = reflect.TypeOf(errors.Join(errors.New("")))
+
+// SplitRateLimited separates the rate-limit failures (ErrRateLimited) from
+// the other errors of err, looking into errors.Join at any depth: rest joins
+// the others (nil when none), limited lists the rate-limit failures.
+func SplitRateLimited(err error) (limited []error, rest error) {
+	if err == nil {
+		return nil, nil
+	}
+	if reflect.TypeOf(err) == joinType {
+		var others []error
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			l, r := SplitRateLimited(e)
+			if r != nil {
+				others = append(others, r)
+			}
+			limited = append(limited, l...)
+		}
+		return limited, errors.Join(others...)
+	}
+	if errors.Is(err, ErrRateLimited) {
+		return []error{err}, nil
+	}
+	return nil, err
 }
 
 func (e *Error) Error() string {
@@ -77,7 +120,11 @@ func (e *Error) Error() string {
 		return b.String()
 	}
 	if e.kind == ErrRateLimited {
-		b.WriteString(" (rate limited)")
+		b.WriteString(" (rate limited")
+		if !e.Reset.IsZero() {
+			b.WriteString(" until " + e.Reset.UTC().Format(time.RFC3339))
+		}
+		b.WriteString(")")
 	}
 	return b.String()
 }
@@ -140,8 +187,11 @@ func wrapError(op string, err error, info *callInfo, sensitive bool) error {
 		tErr    *json.UnmarshalTypeError
 		urlErr  *url.Error
 		netErr  net.Error
-		limited = info != nil && info.wasRateLimited()
+		limited bool
 	)
+	if info != nil {
+		limited, e.Reset = info.wasRateLimited()
+	}
 	switch {
 	case limited:
 		e.kind = ErrRateLimited

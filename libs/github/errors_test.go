@@ -2,6 +2,7 @@ package github
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -143,4 +144,39 @@ func TestAuthorizationNeverInErrors(t *testing.T) {
 	require.ErrorIs(t, err, ErrPermanent)
 	require.EqualError(t, err, "get runner 1 of acme: GET /orgs/{org}/actions/runners/{runner_id}: 400 Bad Request: bad header Bearer [redacted]")
 	require.False(t, strings.Contains(b.logs.String(), testToken))
+}
+
+func TestSplitRateLimited(t *testing.T) {
+	t.Parallel()
+	limited := &Error{Op: "list runners of acme", kind: ErrRateLimited}
+	other := fmt.Errorf("look up job 3: %w", &Error{Op: "get job", kind: ErrRetryable})
+	plain := fmt.Errorf("redis down")
+	got, rest := SplitRateLimited(errors.Join(plain, errors.Join(limited, other), fmt.Errorf("scale down: %w", limited)))
+	require.Len(t, got, 2)
+	for _, e := range got {
+		require.ErrorIs(t, e, ErrRateLimited)
+	}
+	require.ErrorIs(t, rest, ErrRetryable)
+	require.ErrorIs(t, rest, plain)
+	require.NotErrorIs(t, rest, ErrRateLimited)
+
+	got, rest = SplitRateLimited(limited)
+	require.NoError(t, rest)
+	require.Len(t, got, 1)
+	got, rest = SplitRateLimited(nil)
+	require.NoError(t, rest)
+	require.Empty(t, got)
+}
+
+func TestCallDeadlineFromContext(t *testing.T) {
+	t.Parallel()
+	b := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "30")
+		writeJSON(w, 429, map[string]string{"message": "slow down"})
+	}))
+	ctx := WithCallDeadline(context.Background(), time.Now().Add(200*time.Millisecond))
+	start := time.Now()
+	_, err := b.client.GetRunner(ctx, OrgScope("acme"), 5)
+	require.ErrorIs(t, err, ErrRateLimited, "a 30 s wait does not fit the call deadline")
+	require.Less(t, time.Since(start), 5*time.Second)
 }

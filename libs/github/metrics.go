@@ -14,6 +14,7 @@ type metrics struct {
 	rateLimited  prometheus.Counter
 	retries      prometheus.Counter
 	reserveWaits prometheus.Counter
+	refusals     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,6 +39,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "runner_manager_github_reserve_waits_total",
 			Help: "Low-priority GitHub API calls that waited for the rate-limit reset to keep the reserve.",
 		}),
+		refusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runner_manager_github_rate_limit_refusals_total",
+			Help: "GitHub API calls failed with ErrRateLimited without waiting: the rate limit (or the reserve) would have held them past their deadline.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -47,6 +52,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rateLimited = register(reg, m.rateLimited)
 	m.retries = register(reg, m.retries)
 	m.reserveWaits = register(reg, m.reserveWaits)
+	m.refusals = register(reg, m.refusals)
 	return m
 }
 

@@ -21,7 +21,9 @@ type Priority int
 
 const (
 	// PriorityLow calls (health checks, listings) wait for the rate-limit
-	// window to reset when no more than Options.Reserve calls are left.
+	// window to reset when no more than Options.Reserve calls are left, as
+	// long as the reset comes before the call's deadline; otherwise they
+	// fail at once with ErrRateLimited.
 	PriorityLow Priority = -1
 	// PriorityNormal is the default: it spends the reserve but not beyond
 	// the limit itself.
@@ -62,6 +64,7 @@ type callInfo struct {
 	route       string
 	statusCode  int
 	rateLimited bool
+	reset       time.Time // when the rate limit that stopped the call ends
 }
 
 type callInfoKey struct{}
@@ -84,11 +87,13 @@ func (i *callInfo) record(method, route string, status int) {
 	defer i.mu.Unlock()
 	i.method, i.route, i.statusCode = method, route, status
 	i.rateLimited = false
+	i.reset = time.Time{}
 }
 
 // gaveUp records that the call failed because of a rate limit, with the
-// status of the rate-limited response (0 when it was not sent).
-func (i *callInfo) gaveUp(method, route string, status int) {
+// status of the rate-limited response (0 when it was not sent) and the time
+// the limit ends.
+func (i *callInfo) gaveUp(method, route string, status int, reset time.Time) {
 	if i == nil {
 		return
 	}
@@ -96,6 +101,7 @@ func (i *callInfo) gaveUp(method, route string, status int) {
 	defer i.mu.Unlock()
 	i.method, i.route, i.statusCode = method, route, status
 	i.rateLimited = true
+	i.reset = reset
 }
 
 func (i *callInfo) snapshot() (method, route string, status int) {
@@ -104,10 +110,10 @@ func (i *callInfo) snapshot() (method, route string, status int) {
 	return i.method, i.route, i.statusCode
 }
 
-func (i *callInfo) wasRateLimited() bool {
+func (i *callInfo) wasRateLimited() (bool, time.Time) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return i.rateLimited
+	return i.rateLimited, i.reset
 }
 
 // clock is time, replaceable in tests.
@@ -217,7 +223,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.pause(app, wait)
 			rateWaits++
 			if rateWaits > t.maxRateLimitWaits || !fits(ctx, wait) || !replayable(req) {
-				info.gaveUp(req.Method, route, resp.StatusCode)
+				info.gaveUp(req.Method, route, resp.StatusCode, t.clock.Now().Add(wait))
 				hideRateHeaders(resp)
 				return resp, nil
 			}
@@ -295,7 +301,8 @@ func (t *transport) awaitBudget(ctx context.Context, app bool, prio Priority, me
 		}
 		wait := until.Sub(t.clock.Now())
 		if !fits(ctx, wait) {
-			info.gaveUp(method, route, 0)
+			t.metrics.refusals.Inc()
+			info.gaveUp(method, route, 0, until)
 			return fmt.Errorf("%w: %s until %s, beyond the context's deadline", ErrRateLimited, reason, until.UTC().Format(time.RFC3339))
 		}
 		if reason == reasonReserve {
@@ -308,7 +315,7 @@ func (t *transport) awaitBudget(ctx context.Context, app bool, prio Priority, me
 		case <-ch:
 		case <-ctx.Done():
 			stop()
-			info.gaveUp(method, route, 0)
+			info.gaveUp(method, route, 0, until)
 			return fmt.Errorf("%w: %s: %w", ErrRateLimited, reason, ctx.Err())
 		}
 	}

@@ -443,3 +443,60 @@ func TestDefaultPriorities(t *testing.T) {
 		"GET /repos/{owner}/{repo}/actions/runners":           PriorityNormal,
 	}, seen)
 }
+
+// TestLowBudgetFailsFastWithoutACallerDeadline: with the budget at the
+// reserve and the reset an hour away, a low-priority call made with a
+// context that has no deadline fails at once with ErrRateLimited (the
+// client's own call deadline bounds it), is not sent, and carries the reset.
+func TestLowBudgetFailsFastWithoutACallerDeadline(t *testing.T) {
+	t.Parallel()
+	var (
+		calls atomic.Int32
+		b     *bundle
+	)
+	reset := newFakeClock().Now().Add(time.Hour)
+	b = setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("X-RateLimit-Remaining", "5")
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+		writeJSON(w, 200, runnerJSON(1, "r", "online", false))
+	}), func(o *Options) { o.Reserve = 5 })
+	ctx := context.Background()
+	_, err := b.client.GetRunner(ctx, OrgScope("acme"), 1)
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.client.GetRunner(WithPriority(ctx, PriorityLow), OrgScope("acme"), 2)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the low-priority call blocked on the reserve instead of failing fast")
+	}
+	require.ErrorIs(t, err, ErrRateLimited)
+	require.Equal(t, int32(1), calls.Load(), "the refused call was not sent")
+	at, ok := RateLimitReset(err)
+	require.True(t, ok, "the error carries the reset time")
+	require.True(t, at.Equal(reset), "reset %s, want %s", at, reset)
+	require.NotContains(t, err.Error(), testToken)
+	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_rate_limit_refusals_total"))
+}
+
+// TestCallDeadlineBoundsAWaitingCall: a call whose caller gave no deadline
+// never waits past the client's CallTimeout.
+func TestCallDeadlineBoundsAWaitingCall(t *testing.T) {
+	t.Parallel()
+	b := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "30")
+		writeJSON(w, 429, map[string]string{"message": "slow down"})
+	}), func(o *Options) { o.CallTimeout = 200 * time.Millisecond })
+	start := time.Now()
+	_, err := b.client.GetRunner(context.Background(), OrgScope("acme"), 5)
+	require.ErrorIs(t, err, ErrRateLimited)
+	require.Less(t, time.Since(start), 5*time.Second)
+	at, ok := RateLimitReset(err)
+	require.True(t, ok)
+	require.True(t, at.Equal(b.clock.Now().Add(30*time.Second)), "reset %s", at)
+}

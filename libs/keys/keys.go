@@ -1,4 +1,4 @@
-// Package keys names every Redis stream and key of one manager (DESIGN §3).
+// Package keys names every Redis stream and key of one manager (docs/design.md §3).
 // Every key carries the hash tag {P}, P being the manager's name, so that one
 // Lua script may touch any of them and two managers can share a Redis.
 package keys
@@ -49,6 +49,14 @@ func (k Keys) GroupFree(group string) string { return k.p + ":group:" + group + 
 // GroupBackoff, while it exists, holds back the top-ups of a group after a
 // create failed for good (no hot loop on a permanent failure).
 func (k Keys) GroupBackoff(group string) string { return k.p + ":group:" + group + ":backoff" }
+
+// GroupCreateFailures counts a group's consecutive rounds of creates that
+// failed for good; it sets the length of the next GroupBackoff (doubling
+// from scheduler.create_retry_backoff, bounded) and is deleted by the
+// group's first successful create.
+func (k Keys) GroupCreateFailures(group string) string {
+	return k.p + ":group:" + group + ":create_failures"
+}
 
 // Retry is the sorted set of commands to emit again ("create:<runner>",
 // "delete:<runner>"), scored by the time they are due in milliseconds.

@@ -44,23 +44,33 @@ type Options struct {
 	Binary string
 	// Listen returns the address of the HTTP server from the configuration.
 	Listen func(*config.Config) string
+	// MetricsListen returns the address of the metrics listener ("" for
+	// none). When nil, it is the metrics_listen of the binary's section:
+	// ingress, scheduler, or provisioner for provisioner-<type>.
+	MetricsListen func(*config.Config) string
 	// Tune, when set, adjusts the HTTP server (timeouts) before it starts.
 	Tune func(*config.Config, *http.Server)
 }
 
 // App is what a service's run function gets.
 type App struct {
-	Binary    string
-	Config    *config.Config
-	Log       *slog.Logger
-	Redis     redis.UniversalClient
-	HTTP      *echo.Echo
-	Metrics   *prometheus.Registry
-	Keys      keys.Keys
-	Publisher *stream.Publisher
+	Binary string
+	Config *config.Config
+	Log    *slog.Logger
+	Redis  redis.UniversalClient
+	HTTP   *echo.Echo
+	// MetricsHTTP serves /metrics, /healthz and /readyz on the metrics
+	// listener; nil when the binary's metrics_listen is not set, and then
+	// HTTP serves /metrics.
+	MetricsHTTP *echo.Echo
+	Metrics     *prometheus.Registry
+	Keys        keys.Keys
+	Publisher   *stream.Publisher
 
-	mu     sync.Mutex
-	checks []readiness
+	mu       sync.Mutex
+	checks   []readiness
+	lastErrs map[string]string // readiness check -> last error logged
+	secrets  []string          // values scrubbed from logged errors
 }
 
 type readiness struct {
@@ -175,7 +185,7 @@ func serve(opts Options, cfg *config.Config, log *slog.Logger, run func(context.
 	}
 	defer rdb.Close()
 
-	app := NewApp(opts.Binary, cfg, log, rdb)
+	app := newApp(opts.Binary, cfg, log, rdb, metricsListen(opts, cfg))
 	srv := &http.Server{
 		Addr:              opts.Listen(cfg),
 		Handler:           app.HTTP,
@@ -193,8 +203,30 @@ func serve(opts Options, cfg *config.Config, log *slog.Logger, run func(context.
 	}
 	log.Info("starting", "version", Version, "listen", ln.Addr().String(), "name", cfg.Name)
 
-	srvErr := make(chan error, 1)
+	srvErr := make(chan error, 2)
 	go func() { srvErr <- srv.Serve(ln) }()
+	if app.MetricsHTTP != nil {
+		msrv := &http.Server{
+			Addr:              metricsListen(opts, cfg),
+			Handler:           app.MetricsHTTP,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+		}
+		mln, err := net.Listen("tcp", msrv.Addr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("listen on %s (metrics): %w", msrv.Addr, err)
+		}
+		log.Info("metrics listening", "listen", mln.Addr().String())
+		go func() { srvErr <- msrv.Serve(mln) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = msrv.Shutdown(sctx)
+		}()
+	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- run(ctx, app) }()
 
@@ -228,9 +260,35 @@ func serve(opts Options, cfg *config.Config, log *slog.Logger, run func(context.
 	return result
 }
 
+// metricsListen is the address of the metrics listener of the binary, or "".
+func metricsListen(opts Options, cfg *config.Config) string {
+	if opts.MetricsListen != nil {
+		return opts.MetricsListen(cfg)
+	}
+	return sectionMetricsListen(opts.Binary, cfg)
+}
+
+func sectionMetricsListen(binary string, cfg *config.Config) string {
+	switch {
+	case binary == "ingress":
+		return cfg.Ingress.MetricsListen
+	case binary == "scheduler":
+		return cfg.Scheduler.MetricsListen
+	case strings.HasPrefix(binary, "provisioner"):
+		return cfg.Provisioner.MetricsListen
+	}
+	return ""
+}
+
 // NewApp builds the App of a service: the Prometheus registry, and the echo
-// instance serving /healthz, /readyz and /metrics. Tests use it directly.
+// instance serving /healthz, /readyz and /metrics (or, when the binary's
+// metrics_listen is set, /healthz and /readyz, with MetricsHTTP serving all
+// three). Tests use it directly.
 func NewApp(binary string, cfg *config.Config, log *slog.Logger, rdb redis.UniversalClient) *App {
+	return newApp(binary, cfg, log, rdb, sectionMetricsListen(binary, cfg))
+}
+
+func newApp(binary string, cfg *config.Config, log *slog.Logger, rdb redis.UniversalClient, metricsAddr string) *App {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -241,9 +299,13 @@ func NewApp(binary string, cfg *config.Config, log *slog.Logger, rdb redis.Unive
 	info.Set(1)
 	reg.MustRegister(info)
 
-	e := echo.New()
-	e.HideBanner = true
-	e.HidePort = true
+	newEcho := func() *echo.Echo {
+		e := echo.New()
+		e.HideBanner = true
+		e.HidePort = true
+		return e
+	}
+	e := newEcho()
 	app := &App{
 		Binary:    binary,
 		Config:    cfg,
@@ -253,11 +315,24 @@ func NewApp(binary string, cfg *config.Config, log *slog.Logger, rdb redis.Unive
 		Metrics:   reg,
 		Keys:      keys.New(cfg.Name),
 		Publisher: stream.NewPublisher(rdb, cfg.Streams.MaxLen),
+		lastErrs:  map[string]string{},
+		secrets:   redisSecrets(cfg),
 	}
 	app.AddReadiness("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
-	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	metrics := echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	health := func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") }
+	e.GET("/healthz", health)
 	e.GET("/readyz", app.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	if metricsAddr == "" {
+		e.GET("/metrics", metrics)
+	} else {
+		// Load balancers probe the main port: health stays there too.
+		m := newEcho()
+		m.GET("/healthz", health)
+		m.GET("/readyz", app.readyz)
+		m.GET("/metrics", metrics)
+		app.MetricsHTTP = m
+	}
 	return app
 }
 
@@ -270,14 +345,36 @@ func (a *App) readyz(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		err := r.check(ctx)
 		cancel()
+		a.logReadiness(r.name, err)
 		if err != nil {
-			failed = append(failed, r.name+": "+err.Error())
+			// The error may name an address or carry a URL: the answer,
+			// often reachable from outside, names the check only.
+			failed = append(failed, r.name+": not ready")
 		}
 	}
 	if len(failed) > 0 {
 		return c.String(http.StatusServiceUnavailable, "not ready\n"+strings.Join(failed, "\n")+"\n")
 	}
 	return c.String(http.StatusOK, "ready\n")
+}
+
+// logReadiness logs a check's error when it changes (not at every probe),
+// and its recovery, with the Redis passwords and URL credentials scrubbed.
+func (a *App) logReadiness(name string, err error) {
+	msg := ""
+	if err != nil {
+		msg = Redact(err.Error(), a.secrets...)
+	}
+	a.mu.Lock()
+	last, seen := a.lastErrs[name]
+	a.lastErrs[name] = msg
+	a.mu.Unlock()
+	switch {
+	case msg != "" && msg != last:
+		a.Log.Warn("not ready", "check", name, "error", msg)
+	case msg == "" && seen && last != "":
+		a.Log.Info("ready again", "check", name)
+	}
 }
 
 // Probe GETs url with a short timeout: 0 on a 2xx answer, 1 otherwise. It is

@@ -30,10 +30,77 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "rm.fullname" .)) -}}
 {{- end -}}
 
-{{- define "rm.redisURL" -}}
-{{- if .Values.redis.url -}}{{ .Values.redis.url }}
-{{- else if and .Values.redis.deploy (not .Values.config.redis) -}}{{ printf "redis://%s-redis:6379/0" (include "rm.fullname" .) }}
+{{/* rm.bundledRedis is "true" when the chart runs its own (trial) Redis. */}}
+{{- define "rm.bundledRedis" -}}
+{{- if and .Values.redis.deploy (not .Values.redis.url) (not .Values.redis.existingSecret) (not .Values.config.redis) -}}true{{- end -}}
 {{- end -}}
+
+{{/* rm.redisSecret is the name of the Secret the chart makes for Redis. */}}
+{{- define "rm.redisSecret" -}}
+{{- printf "%s-redis" (include "rm.fullname" .) -}}
+{{- end -}}
+
+{{/*
+rm.redisPassword: the bundled Redis's password, kept across upgrades (read
+back from the Secret with lookup) or generated. Only without
+redis.auth.existingSecret.
+*/}}
+{{- define "rm.redisPassword" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "rm.redisSecret" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "redis-password") -}}
+{{- index $existing.data "redis-password" | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 32 -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+rm.redisEnv: RM_REDIS_URL (and RM_REDIS_PASSWORD with redis.auth.existingSecret)
+of a runner-manager container, always from a Secret, never a plain value.
+Nothing with config.redis (Sentinel fields): the main Secret carries the
+passwords then.
+*/}}
+{{- define "rm.redisEnv" -}}
+{{- if .Values.redis.existingSecret }}
+- name: RM_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretKey }}
+{{- else if or .Values.redis.url (include "rm.bundledRedis" .) }}
+- name: RM_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "rm.redisSecret" . }}
+      key: RM_REDIS_URL
+{{- end }}
+{{- if and (include "rm.bundledRedis" .) .Values.redis.auth.existingSecret }}
+- name: RM_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.auth.existingSecret }}
+      key: {{ .Values.redis.auth.existingSecretPasswordKey }}
+{{- end }}
+{{- end -}}
+
+{{/*
+rm.goMemLimitMiB: 90% of a memory quantity (Gi, Mi, Ki, G, M, k or bytes)
+in MiB, or "" when the quantity is not one of those integer forms.
+*/}}
+{{- define "rm.goMemLimitMiB" -}}
+{{- $q := toString . -}}
+{{- $bytes := 0 -}}
+{{- if regexMatch "^[0-9]+$" $q -}}
+{{- $bytes = atoi $q -}}
+{{- else -}}
+{{- range $u := list (list "Gi" 1073741824) (list "Mi" 1048576) (list "Ki" 1024) (list "G" 1000000000) (list "M" 1000000) (list "k" 1000) -}}
+{{- $n := trimSuffix (index $u 0) $q -}}
+{{- if and (not $bytes) (hasSuffix (index $u 0) $q) (regexMatch "^[0-9]+$" $n) -}}
+{{- $bytes = mul (atoi $n) (index $u 1) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $bytes -}}{{ div (div (mul $bytes 9) 10) 1048576 }}{{- end -}}
 {{- end -}}
 
 {{/*
@@ -68,6 +135,9 @@ spec:
         {{- if not $root.Values.secrets.existingSecret }}
         checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
         {{- end }}
+        {{- if or (include "rm.bundledRedis" $root) (and $root.Values.redis.url (not $root.Values.redis.existingSecret)) }}
+        checksum/redis: {{ include (print $root.Template.BasePath "/redis-secret.yaml") $root | sha256sum }}
+        {{- end }}
         {{- with $root.Values.podAnnotations }}{{ toYaml . | nindent 8 }}{{ end }}
     spec:
       serviceAccountName: {{ include "rm.fullname" $root }}-{{ .component }}
@@ -93,9 +163,18 @@ spec:
                   fieldPath: metadata.name
             - name: RM_LOG_LEVEL
               value: {{ $root.Values.logLevel | quote }}
-            {{- with (include "rm.redisURL" $root) }}
-            - name: RM_REDIS_URL
-              value: {{ . | quote }}
+            {{- include "rm.redisEnv" $root | nindent 12 }}
+            # The Go runtime collects harder near the container's limit
+            # instead of being OOM-killed: 90% of the memory limit.
+            - name: GOMEMLIMIT
+            {{- $mib := include "rm.goMemLimitMiB" (dig "limits" "memory" "" $v.resources) }}
+            {{- if $mib }}
+              value: {{ printf "%sMiB" $mib | quote }}
+            {{- else }}
+              valueFrom:
+                resourceFieldRef:
+                  resource: limits.memory
+                  divisor: "1"
             {{- end }}
           envFrom:
             - secretRef:
@@ -103,6 +182,8 @@ spec:
           ports:
             - name: http
               containerPort: {{ .port }}
+            - name: metrics
+              containerPort: {{ $root.Values.metrics.port }}
           livenessProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 10
@@ -160,6 +241,25 @@ metadata:
   annotations: {{ toYaml . | nindent 4 }}
   {{- end }}
 automountServiceAccountToken: false
+---
+# /metrics is served on its own port only (metrics_listen); the
+# ServiceMonitor scrapes every pod through this headless Service.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}-metrics
+  labels:
+    {{- include "rm.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+    runner-manager.io/metrics: "true"
+spec:
+  clusterIP: None
+  selector:
+    {{- include "rm.selector" (dict "root" $root "component" .component) | nindent 4 }}
+  ports:
+    - name: metrics
+      port: {{ $root.Values.metrics.port }}
+      targetPort: metrics
 {{- if $v.autoscaling.enabled }}
 ---
 apiVersion: autoscaling/v2

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +38,8 @@ type options struct {
 	duration     float64
 	health       time.Duration
 	timeout      time.Duration
+	brokenMax    int
+	settle       time.Duration
 }
 
 func main() {
@@ -49,6 +52,8 @@ func main() {
 	flag.Float64Var(&o.duration, "job-seconds", 1, "how long each job runs")
 	flag.DurationVar(&o.health, "health-interval", 15*time.Second, "health_check_interval of the configuration")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound of the whole run")
+	flag.IntVar(&o.brokenMax, "broken-max", 0, "add a group \"broken\" (organization "+brokenOrg+") with min_runners = max_runners = N whose creates fail for good")
+	flag.DurationVar(&o.settle, "min-duration", 0, "keep the run going at least this long (the broken group keeps failing meanwhile)")
 	flag.Parse()
 	if o.jobs < 1 || o.jobs > 100_000 || o.max < 1 {
 		fmt.Fprintln(os.Stderr, "benchjobs: -jobs or -max-runners out of range")
@@ -76,9 +81,15 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	labels := []string{"self-hosted", "linux", "jobs"}
+	groups := []config.RunnerGroup{bench.Group("jobs", o.max, labels...)}
+	if o.brokenMax > 0 {
+		g := bench.Group("broken", o.brokenMax, "self-hosted", "linux", "broken")
+		g.Organization, g.MinRunners = brokenOrg, o.brokenMax
+		groups = append(groups, g)
+	}
 	sys, err := bench.Start(ctx, bench.Options{
 		Name: "benchjobs", Dir: o.dir, BinDir: bin, Ingress: true, Schedulers: 1,
-		Groups: []config.RunnerGroup{bench.Group("jobs", o.max, labels...)},
+		Groups: groups,
 		Configure: func(c *config.Config) {
 			c.HealthCheckInterval = o.health
 		},
@@ -88,11 +99,14 @@ func run(ctx context.Context, o options) error {
 	}
 	defer sys.Close()
 
-	gh, err := github.New(github.FromConfig(sys.Config))
+	ghOpts := github.FromConfig(sys.Config)
+	byOrg := &orgCounter{calls: map[string]int64{}}
+	ghOpts.Transport = byOrg
+	gh, err := github.New(ghOpts)
 	if err != nil {
 		return fmt.Errorf("github client: %w", err)
 	}
-	be := &bench.RunnerBackend{}
+	be := &bench.RunnerBackend{Broken: map[string]bool{"broken": true}}
 	defer be.Close()
 	prov, err := bench.StartProvisioner(ctx, sys.Client(), sys.Keys, sys.Config, be, gh)
 	if err != nil {
@@ -126,7 +140,7 @@ func run(ctx context.Context, o options) error {
 		if after, err = stats(ctx, sys.FakeURL); err != nil {
 			return err
 		}
-		if after.Jobs["completed"] >= o.jobs && be.Len() == 0 {
+		if after.Jobs["completed"] >= o.jobs && be.Len() == 0 && time.Since(start) >= o.settle {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -160,6 +174,14 @@ func run(ctx context.Context, o options) error {
 	fmt.Fprintf(&md, "| **all** | %d | **%.2f** | %.2f |\n\n", total, float64(total)/float64(o.jobs), float64(total)/float64(max(1, runners)))
 	fmt.Fprintf(&md, "Health-check rounds in the run: about %d (%s / %s). Runner processes ended: %v.\n\n",
 		int(elapsed/o.health), elapsed.Round(time.Second), o.health, be.Exits())
+	if o.brokenMax > 0 {
+		// The provisioner's calls (JIT configuration, registration deletes)
+		// by organization: the healthy group's are "per job"; the broken
+		// group's are what it burns over the run.
+		healthy, broken := byOrg.get(bench.Org), byOrg.get(brokenOrg)
+		fmt.Fprintf(&md, "Provisioner GitHub calls by group over %s: healthy group `jobs` (%s) %d, **%.2f per job**; broken group `broken` (%s, min_runners = max_runners = %d, every create fails for good) %d, %.1f per minute.\n\n",
+			elapsed.Round(time.Second), bench.Org, healthy, float64(healthy)/float64(o.jobs), brokenOrg, o.brokenMax, broken, float64(broken)/elapsed.Minutes())
+	}
 	md.WriteString("Resident memory (VmRSS, sampled every 100 ms) of the services during this run:\n\n| process | idle | peak |\n|---|---|---|\n")
 	names := make([]string, 0, len(idle))
 	for n := range idle {
@@ -177,6 +199,36 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	return nil
+}
+
+// brokenOrg is the organization of the broken group, so that its calls are
+// told apart from the healthy group's.
+const brokenOrg = "broken-org"
+
+// orgCounter is the transport of the provisioner's GitHub client: it counts
+// the requests by organization (/orgs/<org>/...) and passes them on.
+type orgCounter struct {
+	mu    sync.Mutex
+	calls map[string]int64
+}
+
+func (c *orgCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	for i := 0; i+1 < len(parts); i++ {
+		if parts[i] == "orgs" {
+			c.mu.Lock()
+			c.calls[parts[i+1]]++
+			c.mu.Unlock()
+			break
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (c *orgCounter) get(org string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[org]
 }
 
 func stats(ctx context.Context, base string) (fakegithub.Stats, error) {

@@ -1,5 +1,5 @@
 // Package backendtest is the one test suite every backend.Backend must pass
-// (DESIGN §9): Docker against the real engine, AWS and GCP against their
+// (docs/design.md §9): Docker against the real engine, AWS and GCP against their
 // wire-level fakes, and the in-memory backend.
 //
 // Usage, in a backend's _test.go:

@@ -6,7 +6,7 @@ import "sync"
 // that two deliveries of a create (or a create and a delete) never
 // interleave: the second sees what the first made. Across replicas the
 // stream runtime's claim keeps one command with one consumer; two commands
-// for one name at once is a scheduler bug that DESIGN's health checks
+// for one name at once is a scheduler bug that the health checks (docs/design.md §7)
 // repair (a runner that never comes online is deleted).
 type nameLocks struct {
 	mu    sync.Mutex

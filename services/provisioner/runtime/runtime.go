@@ -1,4 +1,4 @@
-// Package runtime is what every provisioner-<type> runs (DESIGN §1, §5, §6):
+// Package runtime is what every provisioner-<type> runs (docs/design.md §1, §5, §6):
 // it consumes the command stream {P}:provision:<type> in the consumer group
 // provisioner-<type>, registers runners at GitHub by JIT, acts on one
 // backend.Backend, publishes each outcome to {P}:results and acknowledges

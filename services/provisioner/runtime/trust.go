@@ -13,7 +13,7 @@ import (
 	"github.com/runner-manager/runner-manager/libs/github"
 )
 
-// A command is a request, not an authority (DESIGN §6b). The provisioner
+// A command is a request, not an authority (docs/design.md §6b). The provisioner
 // looks the group up by name in its own configuration and takes from there
 // everything that decides what a runner is and where it runs: the instance
 // specification (the Docker host, image, volumes; the cloud endpoint,

@@ -1,6 +1,6 @@
 // Package webhook is the ingress's only public endpoint: it verifies GitHub
 // webhook deliveries, drops replays, keeps what the scheduler needs of each
-// workflow_job and publishes it to {P}:events (DESIGN §1, §3, §6).
+// workflow_job and publishes it to {P}:events (docs/design.md §1, §3, §6).
 //
 // A request goes through these steps, the first that decides answers. The
 // headers are judged before a byte of the body is read, and at most

@@ -11,11 +11,11 @@ import (
 )
 
 // DeliveryTTL is how long a delivery id is remembered: GitHub redelivers a
-// webhook for up to 3 days (DESIGN §3, §6).
+// webhook for up to 3 days (docs/design.md §3, §6).
 const DeliveryTTL = 72 * time.Hour
 
 // publishScript records a delivery and appends its event in one step, so a
-// delivery is either accepted and published, or neither (DESIGN §6).
+// delivery is either accepted and published, or neither (docs/design.md §6).
 //
 //	KEYS[1]   {P}:delivery:<guid>    the replay guard of the delivery id
 //	KEYS[2]   {P}:body:<sha256 hex>  the replay guard of the signed body

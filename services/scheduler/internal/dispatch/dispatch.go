@@ -384,6 +384,11 @@ func (h *Handlers) failed(ctx context.Context, log *slog.Logger, g state.Group, 
 		if retryable && !f.GetDeadLettered() && attempt < h.cfg.Scheduler.CreateRetries {
 			retryAt = h.now().Add(RetryBackoff(base, attempt))
 		}
+		// A release backs the group off: the runner's backoff after the
+		// group's first failed round, doubled with each consecutive one
+		// (state.MaxGroupBackoff at most), so that a broken group does not
+		// re-reserve max_runners (a JIT call and a registration delete
+		// each) every create_retry_backoff.
 		out, err := h.store.CreateFailed(ctx, name, attempt, retryAt, RetryBackoff(base, attempt))
 		if err != nil {
 			return err
@@ -393,7 +398,7 @@ func (h *Handlers) failed(ctx context.Context, log *slog.Logger, g state.Group, 
 			h.m.CreateRetries.WithLabelValues(g.Name).Inc()
 			log.Warn("create failed: retrying", "attempt", attempt, "retry_at", retryAt)
 		case state.FailureReleased:
-			log.Error("create failed for good: reservation released, the demand waits", "attempt", attempt)
+			log.Error("create failed for good: reservation released, the group backs off, the demand waits", "attempt", attempt)
 		default:
 			log.Debug("stale create failure ignored", "attempt", attempt, "state", r.State)
 		}

@@ -134,7 +134,7 @@ func (c *Checker) listRunners(ctx context.Context) map[github.Scope]*runnerList 
 		}
 		l := &runnerList{byName: map[string]github.Runner{}}
 		l.all, l.err = c.gh.ListRunners(ctx, sc)
-		if l.err != nil {
+		if l.err != nil && !errors.Is(l.err, github.ErrRateLimited) { // rate limits: one line for the pass
 			c.log.Warn("listing runners at GitHub failed: checks that need it skip this scope", "scope", sc.String(), "error", l.err)
 		}
 		for _, r := range l.all {
@@ -420,6 +420,12 @@ func (c *Checker) staleJobs(ctx context.Context, rep *Report) error {
 			}
 			lookups++
 			j, err = c.gh.GetJob(ctx, owner, repo, id)
+			if errors.Is(err, github.ErrRateLimited) {
+				// Not looked up: the next pass tries again; the rest of
+				// this pass's lookups would be refused too.
+				errs = append(errs, fmt.Errorf("look up job %d: %w", id, err))
+				break
+			}
 			if cerr := c.store.JobChecked(ctx, id, now); cerr != nil {
 				errs = append(errs, cerr)
 			}

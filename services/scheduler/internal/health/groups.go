@@ -14,9 +14,12 @@ import (
 )
 
 // settings are the GitHub runner group settings a configured group asks for;
-// repos are its selected repositories resolved to ids (those that resolve).
-func (c *Checker) settings(ctx context.Context, g *config.RunnerGroup) (github.RunnerGroupSettings, []int64) {
-	s := github.RunnerGroupSettings{
+// repos are its selected repositories resolved to ids (a repository GitHub
+// says does not exist, 404, is left out). err is not nil when a lookup failed
+// for any other reason (a 5xx, a timeout, a rate limit): repos is then
+// incomplete and must not replace the group's repositories at GitHub.
+func (c *Checker) settings(ctx context.Context, g *config.RunnerGroup) (s github.RunnerGroupSettings, repos []int64, err error) {
+	s = github.RunnerGroupSettings{
 		Name:                     g.Name,
 		Visibility:               github.VisibilityAll,
 		AllowsPublicRepositories: g.RepositoryAccess.AllowsPublicRepositories == nil || *g.RepositoryAccess.AllowsPublicRepositories,
@@ -24,21 +27,28 @@ func (c *Checker) settings(ctx context.Context, g *config.RunnerGroup) (github.R
 		SelectedWorkflows:        slices.Clone(g.WorkflowAccess),
 	}
 	if len(g.RepositoryAccess.SelectedRepositories) == 0 {
-		return s, nil
+		return s, nil, nil
 	}
 	s.Visibility = github.VisibilitySelected
-	var ids []int64
+	var errs []error
 	for _, repo := range g.RepositoryAccess.SelectedRepositories {
 		id, err := c.repositoryID(ctx, g.Organization, repo)
-		if err != nil {
-			c.log.Warn("selected repository of a runner group not resolved: left out", "group", g.Name,
+		switch {
+		case errors.Is(err, github.ErrNotFound):
+			c.log.Warn("selected repository of a runner group does not exist: left out", "group", g.Name,
 				"repository", g.Organization+"/"+repo, "error", err)
 			continue
+		case errors.Is(err, github.ErrRateLimited):
+			// The other lookups would be refused too.
+			return s, nil, fmt.Errorf("selected repositories of runner group %s: %w", g.Name, err)
+		case err != nil:
+			errs = append(errs, fmt.Errorf("selected repository %s/%s of runner group %s: %w", g.Organization, repo, g.Name, err))
+			continue
 		}
-		ids = append(ids, id)
+		repos = append(repos, id)
 	}
-	slices.Sort(ids)
-	return s, slices.Compact(ids)
+	slices.Sort(repos)
+	return s, slices.Compact(repos), errors.Join(errs...)
 }
 
 // repositoryID resolves owner/repo, cached for repoIDCacheTTL.
@@ -127,7 +137,7 @@ func (c *Checker) syncGroups(ctx context.Context, rep *Report) error {
 }
 
 func (c *Checker) syncGroup(ctx context.Context, org string, g *config.RunnerGroup, existing []github.RunnerGroup, rep *Report) error {
-	want, repoIDs := c.settings(ctx, g)
+	want, repoIDs, lookupErr := c.settings(ctx, g)
 	var cur *github.RunnerGroup
 	for i := range existing {
 		if strings.EqualFold(existing[i].Name, g.Name) {
@@ -138,6 +148,10 @@ func (c *Checker) syncGroup(ctx context.Context, org string, g *config.RunnerGro
 	log := c.log.With("group", g.Name, "organization", org)
 	reposSet := false
 	switch {
+	case cur == nil && lookupErr != nil && want.Visibility == github.VisibilitySelected:
+		// Created with only the repositories resolved it would admit less
+		// than asked until the next pass: wait for every lookup.
+		return fmt.Errorf("create runner group %s in %s: %w", g.Name, org, lookupErr)
 	case cur == nil:
 		want.SelectedRepositoryIDs = repoIDs
 		created, err := c.gh.CreateRunnerGroup(ctx, org, want)
@@ -161,7 +175,7 @@ func (c *Checker) syncGroup(ctx context.Context, org string, g *config.RunnerGro
 		log.Info("runner group updated at GitHub", "id", cur.ID, "visibility", want.Visibility,
 			"allows_public_repositories", want.AllowsPublicRepositories, "restricted_to_workflows", want.RestrictedToWorkflows)
 	}
-	if want.Visibility == github.VisibilitySelected && !cur.Inherited {
+	if want.Visibility == github.VisibilitySelected && !cur.Inherited && lookupErr == nil {
 		fp := fingerprint(cur.ID, repoIDs)
 		applied, err := c.store.GroupRepositoriesApplied(ctx, g.Name)
 		if err != nil {
@@ -189,6 +203,11 @@ func (c *Checker) syncGroup(ctx context.Context, org string, g *config.RunnerGro
 			return err
 		}
 		log.Info("runner group id stored", "id", cur.ID)
+	}
+	if lookupErr != nil {
+		// A transient failure never shrinks a group's access: its
+		// repositories stay as they are until every lookup answers.
+		return fmt.Errorf("repositories of runner group %s of %s left unchanged: %w", g.Name, org, lookupErr)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-// Package health runs the health checks of DESIGN §7: every
+// Package health runs the health checks of docs/design.md §7: every
 // health_check_interval, by one scheduler replica at a time (lease
 // {P}:lease:health), it finds what the event-driven path missed and repairs
 // it through the state package, the only writer of runner state:
@@ -184,15 +184,27 @@ func New(opts Options) *Checker {
 
 // Run runs a pass at once and then every health_check_interval while this
 // replica holds the lease {P}:lease:health, until ctx is cancelled. Another
-// replica takes over within scheduler.lease_ttl when the holder dies.
+// replica takes over within scheduler.lease_ttl when the holder dies. A pass
+// has health_check_interval to run: its GitHub calls end by GitHubShare of
+// it (a rate-limit wait beyond fails them at once), so that the steps that
+// need no GitHub call (top-ups) always run.
 func (c *Checker) Run(ctx context.Context) error {
 	le := lease.New(c.store.Redis(), c.store.Keys().Lease(LeaseTask), c.opt.Owner, c.cfg.Scheduler.LeaseTTL)
 	le.Logger = c.log
-	return le.Run(ctx, c.cfg.HealthCheckInterval, func(ctx context.Context) error {
+	interval := c.cfg.HealthCheckInterval
+	return le.Run(ctx, interval, func(ctx context.Context) error {
+		start := time.Now()
+		ctx, cancel := context.WithDeadline(ctx, start.Add(interval))
+		defer cancel()
+		ctx = github.WithCallDeadline(ctx, start.Add(GitHubShare(interval)))
 		_, err := c.RunOnce(ctx)
 		return err
 	})
 }
+
+// GitHubShare is the part of a pass's interval its GitHub calls may take
+// (three quarters): the rest is kept for the steps that need no GitHub call.
+func GitHubShare(interval time.Duration) time.Duration { return interval * 3 / 4 }
 
 // Report is what one pass did: the runners, jobs and groups acted on, by check.
 type Report struct {
@@ -219,6 +231,9 @@ type Report struct {
 	GroupsUpdated []string
 	// ListsSent: backends asked for their inventory (checks 3 and 5).
 	ListsSent []string
+	// Skipped: steps skipped, in part or whole, because GitHub rate limited
+	// them (Step* names); the steps that need no GitHub call still ran.
+	Skipped []string
 }
 
 // tracerName is the instrumentation scope of the health checks' spans.
@@ -239,29 +254,57 @@ func (c *Checker) RunOnce(ctx context.Context) (rep Report, err error) {
 		span.End()
 	}()
 	ctx = github.WithPriority(ctx, github.PriorityLow)
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
+	var (
+		errs    []error
+		limited []error
+	)
+	// A step that GitHub rate limited is skipped (in part or whole) and
+	// said once for the pass, not one line per call; the others go on.
+	add := func(step string, err error) {
+		l, rest := github.SplitRateLimited(err)
+		if step == "" { // a step that calls no GitHub: nothing to skip
+			l, rest = nil, err
+		}
+		if len(l) > 0 {
+			limited = append(limited, l...)
+			rep.Skipped = append(rep.Skipped, step)
+			c.m.StepsSkipped.WithLabelValues(step).Inc()
+		}
+		if rest != nil {
+			errs = append(errs, rest)
 		}
 	}
 
 	// 8 first: a group created now has its id in the next create command.
-	add(c.syncGroups(ctx, &rep))
+	add(StepRunnerGroups, c.syncGroups(ctx, &rep))
 
 	records, err := c.records(ctx)
-	add(err)
-	add(c.timeToLive(ctx, records, &rep))
-	add(c.stuckDeleting(ctx, records, &rep))
+	add("", err)
+	add("", c.timeToLive(ctx, records, &rep))
+	add("", c.stuckDeleting(ctx, records, &rep))
 	lists := c.listRunners(ctx)
-	add(c.confirmAbsence(ctx, records, lists))
-	add(c.timeToStart(ctx, records, lists, &rep))
-	add(c.busyCompleted(ctx, records, lists, &rep))
-	add(c.staleJobs(ctx, &rep))
-	add(c.gitHubOrphans(ctx, records, lists, &rep))
-	add(c.requestInventories(ctx, records, &rep))
-	add(c.topUp(ctx, &rep))
+	var listErrs []error
+	for _, l := range lists {
+		if l.err != nil && errors.Is(l.err, github.ErrRateLimited) {
+			listErrs = append(listErrs, l.err)
+		}
+	}
+	add(StepListRunners, errors.Join(listErrs...)) // the scopes not listed are skipped by the next checks
+	add("", c.confirmAbsence(ctx, records, lists))
+	add("", c.timeToStart(ctx, records, lists, &rep))
+	add("", c.busyCompleted(ctx, records, lists, &rep))
+	add(StepStaleJobs, c.staleJobs(ctx, &rep))
+	add(StepGitHubOrphan, c.gitHubOrphans(ctx, records, lists, &rep))
+	add("", c.requestInventories(ctx, records, &rep))
+	add("", c.topUp(ctx, &rep))
 
+	if len(limited) > 0 {
+		attrs := []any{"steps", rep.Skipped, "error", limited[0].Error()}
+		if reset, ok := github.RateLimitReset(limited[0]); ok {
+			attrs = append(attrs, "reset", reset)
+		}
+		c.log.Warn("GitHub rate limited: steps skipped", attrs...)
+	}
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}
@@ -272,6 +315,6 @@ func (c *Checker) RunOnce(ctx context.Context) (rep Report, err error) {
 		"stuck_deleting", len(rep.StuckDeleting), "github_orphans", len(rep.GitHubOrphans),
 		"stale_jobs", len(rep.StaleJobs), "busy_completed", len(rep.BusyCompleted),
 		"reserved", len(rep.Reserved), "groups_created", len(rep.GroupsCreated),
-		"groups_updated", len(rep.GroupsUpdated), "lists_sent", rep.ListsSent, "error", err)
+		"groups_updated", len(rep.GroupsUpdated), "lists_sent", rep.ListsSent, "skipped", rep.Skipped, "error", err)
 	return rep, err
 }

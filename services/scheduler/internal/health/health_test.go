@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -795,4 +797,106 @@ func TestInventoryCoversRecordedLocations(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, lists)
+}
+
+// A pass with GitHub's budget spent (the window resets in 30 s, beyond the
+// pass's interval of 3 s, within the client's own call deadline) completes
+// within its interval: the steps that need GitHub are skipped, said once in
+// the log and counted, and min_runners is still topped up.
+func TestZeroBudgetPassCompletesWithinItsInterval(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, group("pool", 2, 5))
+	e.cfg.HealthCheckInterval = 3 * time.Second
+	e.cfg.Scheduler.LeaseTTL = 2 * time.Second
+	e.queued("pool", 1, "app")
+	e.clock.Advance(timeToStart) // the job is stale: check 6 wants GitHub
+	require.NoError(t, e.fake.SetFaults(fakegithub.Faults{APIBudgetSeconds: 30, APIBudgetRemaining: 0}))
+
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.checker.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	start := time.Now()
+	e.eventually(func() bool { return passCount(t, e.reg) >= 1 }, "a pass done")
+	require.Less(t, time.Since(start), 2*e.cfg.HealthCheckInterval, "the pass ended within its interval")
+	require.Less(t, passMax(t, e.reg), e.cfg.HealthCheckInterval.Seconds(), "no pass took longer than its interval")
+	require.Equal(t, 3, e.count("create"), "min_runners (2) and the job's runner reserved")
+	require.Greater(t, skipped(t, e.reg), 0.0, "the skipped steps are counted")
+	require.Equal(t, 1, strings.Count(e.logs.String(), "GitHub rate limited: steps skipped"),
+		"one line for the pass, not one per call:\n%s", e.logs.String())
+}
+
+// passMax is the upper bound of the histogram bucket holding the longest
+// health pass (seconds).
+func passMax(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "runner_manager_health_pass_duration_seconds" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		for _, b := range h.GetBucket() {
+			if b.GetCumulativeCount() == h.GetSampleCount() {
+				return b.GetUpperBound()
+			}
+		}
+	}
+	return math.Inf(1)
+}
+
+// skipped sums runner_manager_health_steps_skipped_total.
+func skipped(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "runner_manager_health_steps_skipped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return n
+}
+
+// Item 4 of issue 16: a repository lookup that fails for a transient reason
+// (a 502) never shrinks a runner group's access; a repository that is gone
+// (404) is still left out.
+func TestRunnerGroupRepositoriesKeptOnTransientLookupFailure(t *testing.T) {
+	t.Parallel()
+	selected := group("selected", 0, 2)
+	selected.RepositoryAccess = config.RepositoryAccess{SelectedRepositories: []string{"app", "gone", "web"}}
+	e := newEnv(t, selected)
+	ctx := context.Background()
+	appID, webID := e.fake.Repository("acme", "app"), e.fake.Repository("acme", "web")
+	e.runOnce()
+	got, err := e.gh.GetRunnerGroupByName(ctx, "acme", "selected")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []int64{appID, webID}, e.groupRepos(got.ID))
+	puts := func() int64 {
+		return e.apiCalls("PUT /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories")
+	}
+	before := puts()
+
+	// Hours later (cached ids expired, refresh due), GitHub answers 502 to
+	// repository lookups: the group keeps its repositories.
+	e.clock.Advance(health.DefaultRepositoriesRefresh + time.Minute)
+	e.repoStatus.Store(http.StatusBadGateway)
+	_, err = e.checker.RunOnce(e.ctx)
+	require.ErrorIs(t, err, github.ErrRetryable, "the failed lookup is reported")
+	require.Equal(t, before, puts(), "no shorter list was set")
+	require.ElementsMatch(t, []int64{appID, webID}, e.groupRepos(got.ID))
+
+	// GitHub is back: the same repositories resolve, nothing to set.
+	e.repoStatus.Store(0)
+	e.runOnce()
+	require.Equal(t, before, puts())
+	require.ElementsMatch(t, []int64{appID, webID}, e.groupRepos(got.ID))
 }

@@ -78,6 +78,9 @@ type env struct {
 	reg     *prometheus.Registry
 	// repoLookups counts GET /repos/{owner}/{repo}.
 	repoLookups *atomic.Int64
+	// repoStatus, when not zero, is the status every GET /repos/{owner}/{repo}
+	// answers (a GitHub outage of that route: 502).
+	repoStatus *atomic.Int32
 	// logs of the checker, at debug level; checked for secrets at cleanup.
 	logs *syncBuffer
 }
@@ -124,7 +127,7 @@ func newEnv(t *testing.T, groups ...config.RunnerGroup) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, rdb: redistest.Client(t), cfg: cfg, keys: keys.New(cfg.Name),
-		clock: &clock{now: time.UnixMilli(1_800_000_000_000)}, reg: prometheus.NewRegistry(), repoLookups: &atomic.Int64{}, logs: &syncBuffer{}}
+		clock: &clock{now: time.UnixMilli(1_800_000_000_000)}, reg: prometheus.NewRegistry(), repoLookups: &atomic.Int64{}, repoStatus: &atomic.Int32{}, logs: &syncBuffer{}}
 	t.Cleanup(func() {
 		require.NotContains(t, e.logs.String(), testToken, "the GitHub token never reaches a log")
 	})
@@ -132,7 +135,7 @@ func newEnv(t *testing.T, groups ...config.RunnerGroup) *env {
 	fake, err := fakegithub.New(fakegithub.Options{Tokens: []string{testToken}, RunnerPingInterval: time.Second})
 	require.NoError(t, err)
 	e.fake = fake
-	e.srv = httptest.NewServer(withRepositories(fake, e.repoLookups))
+	e.srv = httptest.NewServer(withRepositories(fake, e.repoLookups, e.repoStatus))
 	t.Cleanup(func() {
 		cancel()
 		e.srv.CloseClientConnections()
@@ -163,12 +166,18 @@ func (e *env) newChecker(owner string, reg prometheus.Registerer) *health.Checke
 
 // withRepositories serves GET /repos/{owner}/{repo} (GitHub's standard
 // endpoint, which the fake offers as /_fake/repos/...); a repository called
-// "gone" does not exist.
-func withRepositories(fake http.Handler, lookups *atomic.Int64) http.Handler {
+// "gone" does not exist; every lookup answers status when it is set.
+func withRepositories(fake http.Handler, lookups *atomic.Int64, status *atomic.Int32) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 		if r.Method == http.MethodGet && len(parts) == 3 && parts[0] == "repos" {
 			lookups.Add(1)
+			if code := int(status.Load()); code != 0 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(code)
+				_, _ = io.WriteString(w, `{"message":"Server Error"}`)
+				return
+			}
 			if parts[2] == "gone" {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusNotFound)

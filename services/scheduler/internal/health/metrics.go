@@ -26,7 +26,19 @@ type Metrics struct {
 	Actions *prometheus.CounterVec
 	// PassDuration of a whole pass.
 	PassDuration prometheus.Histogram
+	// StepsSkipped counts the steps of a pass skipped because GitHub rate
+	// limited them, by step.
+	StepsSkipped *prometheus.CounterVec
 }
+
+// Steps that need GitHub, as the step label of
+// runner_manager_health_steps_skipped_total.
+const (
+	StepRunnerGroups = "runner_groups"
+	StepListRunners  = "list_runners"
+	StepStaleJobs    = "stale_jobs"
+	StepGitHubOrphan = "github_orphans"
+)
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -40,6 +52,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of one pass of the health checks.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
 		}),
+		StepsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_health_steps_skipped_total",
+			Help: "Steps of the health checks skipped (in part or whole) because GitHub rate limited them, by step.",
+		}, []string{"step"}),
+	}
+	for _, s := range []string{StepRunnerGroups, StepListRunners, StepStaleJobs, StepGitHubOrphan} {
+		m.StepsSkipped.WithLabelValues(s)
 	}
 	for _, c := range []string{CheckTimeToStart, CheckMarkIdle, CheckTimeToLive, CheckBackendOrphan,
 		CheckGitHubOrphan, CheckInstanceVanished, CheckStaleJob, CheckBusyCompleted, CheckTopUp,
@@ -47,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Actions.WithLabelValues(c)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Actions, m.PassDuration)
+		reg.MustRegister(m.Actions, m.PassDuration, m.StepsSkipped)
 	}
 	return m
 }

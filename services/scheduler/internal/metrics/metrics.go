@@ -32,6 +32,11 @@ type Metrics struct {
 	Events *prometheus.CounterVec
 	// UnmatchedJobs: queued jobs that match no runner group.
 	UnmatchedJobs prometheus.Counter
+	// ReconcilePassDuration: duration of one pass of the reconcile loop.
+	ReconcilePassDuration prometheus.Histogram
+	// ReconcileStepsSkipped: steps of a reconcile pass skipped because
+	// GitHub rate limited them, by step.
+	ReconcileStepsSkipped *prometheus.CounterVec
 }
 
 var waitBuckets = []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600}
@@ -89,10 +94,19 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "runner_manager_scheduler_unmatched_jobs_total",
 			Help: "Queued jobs whose labels match no runner group.",
 		}),
+		ReconcilePassDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "runner_manager_scheduler_reconcile_pass_duration_seconds",
+			Help:    "Duration of one pass of the reconcile loop.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		ReconcileStepsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_scheduler_reconcile_steps_skipped_total",
+			Help: "Steps of a reconcile pass skipped because GitHub rate limited them, by step.",
+		}, []string{"step"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Runners, m.Demand, m.MaxRunners, m.DLQEntries, m.QueuedToCreate, m.JobWait, m.Commands,
-			m.Results, m.CreateRetries, m.DeleteFailures, m.Events, m.UnmatchedJobs)
+			m.Results, m.CreateRetries, m.DeleteFailures, m.Events, m.UnmatchedJobs, m.ReconcilePassDuration, m.ReconcileStepsSkipped)
 	}
 	return m
 }

@@ -6,7 +6,7 @@
 // It reads GitHub only when a group has surplus free runners that may be
 // idle (started or idle by the records): one list per scope and at most one
 // per reconcile interval, never one call per runner. The expensive health checks of
-// DESIGN §7 live elsewhere, on the same state package.
+// docs/design.md §7 live elsewhere, on the same state package.
 package reconcile
 
 import (
@@ -74,27 +74,41 @@ func New(cfg *config.Config, store *state.Store, gh RunnerLister, m *metrics.Met
 	return &Loop{cfg: cfg, store: store, gh: gh, m: m, log: log, listed: map[github.Scope]time.Time{}}
 }
 
+// StepScaleDown is the step of a pass that needs GitHub, as the step label of
+// runner_manager_scheduler_reconcile_steps_skipped_total.
+const StepScaleDown = "scale_down"
+
 // Run runs the loop under the lease until ctx is cancelled. owner must be
-// unique per replica.
+// unique per replica. A pass has reconcile_interval to run, its GitHub calls
+// three quarters of it: a GitHub call that would wait for the rate limit
+// beyond fails at once, and the retries and top-ups never wait on GitHub.
 func (l *Loop) Run(ctx context.Context, owner string) error {
 	le := lease.New(l.store.Redis(), l.store.Keys().Lease(LeaseTask), owner, l.cfg.Scheduler.LeaseTTL)
 	le.Logger = l.log
-	return le.Run(ctx, l.cfg.Scheduler.ReconcileInterval, l.Once)
+	interval := l.cfg.Scheduler.ReconcileInterval
+	return le.Run(ctx, interval, func(ctx context.Context) error {
+		start := time.Now()
+		ctx, cancel := context.WithDeadline(ctx, start.Add(interval))
+		defer cancel()
+		return l.Once(github.WithCallDeadline(ctx, start.Add(interval*3/4)))
+	})
 }
 
 // Once runs one pass, in a "reconcile pass" span: the commands it emits
 // carry that trace. Every step goes on after an error in another group or
 // runner; the errors are returned joined.
 func (l *Loop) Once(ctx context.Context) (err error) {
+	start := time.Now()
 	ctx, span := otel.Tracer(tracerName).Start(ctx, "reconcile pass")
 	defer func() {
+		l.m.ReconcilePassDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
 	}()
-	var errs []error
+	var errs, limited []error
 	if err := l.retries(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -114,7 +128,14 @@ func (l *Loop) Once(ctx context.Context) (err error) {
 			errs = append(errs, err)
 		}
 		if err := l.scaleDown(ctx, cg, g, lists); err != nil {
-			errs = append(errs, err)
+			rl, rest := github.SplitRateLimited(err)
+			if len(rl) > 0 {
+				limited = append(limited, rl...)
+				l.m.ReconcileStepsSkipped.WithLabelValues(StepScaleDown).Inc()
+			}
+			if rest != nil {
+				errs = append(errs, rest)
+			}
 		}
 		if err := l.gauges(ctx, g); err != nil {
 			errs = append(errs, err)
@@ -122,6 +143,14 @@ func (l *Loop) Once(ctx context.Context) (err error) {
 	}
 	if err := l.dlqGauge(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if len(limited) > 0 {
+		// One line for the pass, not one per group or call.
+		attrs := []any{"steps", []string{StepScaleDown}, "groups", len(limited), "error", limited[0].Error()}
+		if reset, ok := github.RateLimitReset(limited[0]); ok {
+			attrs = append(attrs, "reset", reset)
+		}
+		l.log.Warn("GitHub rate limited: steps skipped", attrs...)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

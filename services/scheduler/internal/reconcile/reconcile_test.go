@@ -29,12 +29,17 @@ type fakeGitHub struct {
 	mu      sync.Mutex
 	runners map[string]github.Runner
 	calls   map[github.Scope]int
+	// err, when set, is what every listing fails with.
+	err error
 }
 
 func (f *fakeGitHub) ListRunners(_ context.Context, scope github.Scope) ([]github.Runner, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[scope]++
+	if f.err != nil {
+		return nil, f.err
+	}
 	out := make([]github.Runner, 0, len(f.runners))
 	for _, r := range f.runners {
 		out = append(out, r)
@@ -365,4 +370,42 @@ func TestRemovedGroupIsDrained(t *testing.T) {
 	// The next pass emits nothing more.
 	require.NoError(t, b.loop.Once(ctx))
 	require.Len(t, b.commands(t), creates+len(cmds))
+}
+
+// A rate-limited listing skips the scale-down, said once for the pass and
+// counted; the retries and top-ups of every group still happen, and the pass
+// is no failure.
+func TestRateLimitedListingSkipsOnlyTheScaleDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1, 4)
+	ctx := context.Background()
+	require.NoError(t, b.loop.Once(ctx))
+	minRunner := b.commands(t)[0].GetCreate().GetSpec().GetName()
+	var extra []string
+	for job := int64(1); job <= 2; job++ {
+		q, err := b.store.Queued(ctx, b.group(), job, b.now)
+		require.NoError(t, err)
+		require.Len(t, q.Reserved, 1)
+		extra = append(extra, q.Reserved[0])
+	}
+	for job := int64(1); job <= 2; job++ { // cancelled while queued
+		_, err := b.store.Completed(ctx, b.group(), state.JobUpdate{JobID: job})
+		require.NoError(t, err)
+	}
+	for _, n := range []string{minRunner, extra[0]} {
+		_, err := b.store.Created(ctx, state.Runner{Name: n, Group: "pool", Backend: "docker"})
+		require.NoError(t, err)
+	}
+	// The other one's create failed: a retry is due now.
+	out, err := b.store.CreateFailed(ctx, extra[1], 1, b.now, 0)
+	require.NoError(t, err)
+	require.Equal(t, state.FailureRetrying, out)
+	b.gh.set(extra[0], github.RunnerOnline, false)
+	b.gh.err = fmt.Errorf("list runners of acme: %w", github.ErrRateLimited)
+
+	require.NoError(t, b.loop.Once(ctx), "a rate limit is no failure of the pass")
+	require.Equal(t, 1, b.gh.callCount(), "the scale-down asked")
+	require.Equal(t, state.Started, b.state(t, extra[0]), "nothing deleted without GitHub's word")
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Commands.WithLabelValues("create", "retry")), "the retry went out")
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.ReconcileStepsSkipped.WithLabelValues(reconcile.StepScaleDown)))
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Operations of the health checks (DESIGN §7), package health. Their keys:
+// Operations of the health checks (docs/design.md §7), package health. Their keys:
 //
 //	{P}:health:orphan:<name>          string, TTL: a delete of the orphan instance <name> was emitted
 //	{P}:health:listed:<backend>       string, TTL: a list command of <backend> was emitted (spacing)

@@ -1,6 +1,6 @@
 package state
 
-// Scripts of the health checks (DESIGN §7). They share the prelude of lua.go:
+// Scripts of the health checks (docs/design.md §7). They share the prelude of lua.go:
 // ARGV[1] {P}, ARGV[2] now (ms), ARGV[3] MAXLEN ~ of the command streams.
 // Their own keys live under {P}:health: (see health.go).
 

@@ -12,7 +12,7 @@ import (
 // names from {P} (ARGV[1]) exactly as libs/keys does (a test checks it): the
 // runner a result names tells which group's sets to touch, so the keys cannot
 // all be declared up front. Every key carries the hash tag {P}; Redis Cluster
-// is not a goal (DESIGN §3).
+// is not a goal (docs/design.md §3).
 //
 // Common ARGV of every script:
 //
@@ -254,6 +254,9 @@ if ARGV[12] ~= '' then redis.call('HSET', k, 'location', ARGV[12]) end
 redis.call('HSET', k, 'updated_at', NOW)
 redis.call('ZREM', RETRY, 'create:' .. name)
 if s == 'pending' then
+  -- The group's creates work: its failed rounds and their backoff end.
+  local g = redis.call('HGET', k, 'group')
+  redis.call('DEL', gkey(g, 'create_failures'), gkey(g, 'backoff'))
   setstate(name, 'started')
 elseif s == 'deleting' then
   emit(pkey(ARGV[9]), ARGV[7], ARGV[8])
@@ -275,9 +278,15 @@ return {removed, reserved, short}
 `)
 
 // CreateFailed: ARGV[4] runner, ARGV[5] attempt that failed, ARGV[6] "retry"
-// or "release", ARGV[7] retry due time (ms), ARGV[8] group backoff (ms, 0 none).
+// or "release", ARGV[7] retry due time (ms), ARGV[8] first group backoff (ms,
+// 0 none), ARGV[9] longest group backoff (ms), ARGV[10] TTL of the failure
+// count (ms).
 // Only a pending runner at that attempt is touched (a stale failure is ignored).
-// Returns {code, state}: 0 ignored, 1 retry scheduled, 2 released.
+// A release while the group is not in backoff starts a new failed round: the
+// group's count of consecutive failed rounds grows and the group backs off
+// ARGV[8] doubled per earlier round, at most ARGV[9]. The other failures of the
+// same round (the creates reserved together) find the backoff there and leave
+// it. Returns {code, state, backoff ms}: 0 ignored, 1 retry scheduled, 2 released.
 var scriptCreateFailed = newScript(`
 local name = ARGV[4]
 local k = rkey(name)
@@ -289,10 +298,25 @@ if ARGV[6] == 'retry' then
   return {1, s}
 end
 local g = remove(name)
-if tonumber(ARGV[8]) > 0 then
-  redis.call('SET', gkey(g, 'backoff'), NOW, 'PX', ARGV[8])
+local base = tonumber(ARGV[8])
+if g and base > 0 then
+  local bk = gkey(g, 'backoff')
+  local left = redis.call('PTTL', bk)
+  if left > 0 then return {2, s, left} end
+  local fk = gkey(g, 'create_failures')
+  local n = redis.call('INCR', fk)
+  redis.call('PEXPIRE', fk, ARGV[10])
+  local d = base
+  local cap = tonumber(ARGV[9])
+  for i = 2, n do
+    if d >= cap then break end
+    d = d * 2
+  end
+  if d > cap then d = cap end
+  redis.call('SET', bk, NOW, 'PX', d)
+  return {2, s, d}
 end
-return {2, s}
+return {2, s, 0}
 `)
 
 // DeleteFailed: ARGV[4] runner, ARGV[5] retry due time (ms). Returns 1 when a

@@ -1,5 +1,5 @@
 // Package state is the scheduler's truth about every runner and job, kept in
-// Redis (DESIGN §3, §4, §6). It is the one place that knows the keys, the Lua
+// Redis (docs/design.md §3, §4, §6). It is the one place that knows the keys, the Lua
 // scripts and the runner state machine: every change of a runner's state, of a
 // group's capacity or of a job's status goes through a method of Store, and
 // each method is one Lua script, so that several scheduler replicas never act
@@ -20,6 +20,7 @@
 //	{P}:group:<g>:free         zset: runners that can still take a job (pending, started, idle)
 //	{P}:group:<g>:demand       zset: job id -> queued time (ms); demand is a set, never a counter
 //	{P}:group:<g>:backoff      string with TTL: top-ups of g wait while it exists
+//	{P}:group:<g>:create_failures  counter with TTL: consecutive failed rounds of creates of g (sets the next backoff)
 //	{P}:job:<id>               hash: status, group, runner_name, queued_at,
 //	                           in_progress_at, completed_at; TTL JobRetention once
 //	                           completed, ActiveJobTTL before
@@ -50,9 +51,9 @@ import (
 	"time"
 )
 
-// State is the lifecycle state of a runner (DESIGN §4).
+// State is the lifecycle state of a runner (docs/design.md §4).
 //
-// DESIGN §4 also names a "creating" state (a provisioner took the command).
+// docs/design.md §4 also names a "creating" state (a provisioner took the command).
 // Provisioners never write state, so the scheduler cannot know it: a runner
 // stays pending until the created result.
 type State string
@@ -75,7 +76,7 @@ const (
 // generated table (see lua.go). A runner may skip forward (pending -> busy when
 // the job starts before the created result arrives), and goes back once:
 // deleting -> busy, when GitHub refused to remove its registration because
-// it took a job since it was chosen (a busy result, DESIGN §6 "Deleting
+// it took a job since it was chosen (a busy result, docs/design.md §6 "Deleting
 // safely"): its instance was left alone, and it is deleted when that job
 // completes.
 var transitions = map[State][]State{
@@ -109,7 +110,7 @@ func (s State) Valid() bool {
 	return ok
 }
 
-// JobStatus is a job's status; it only moves forward (DESIGN §4).
+// JobStatus is a job's status; it only moves forward (docs/design.md §4).
 type JobStatus string
 
 // Job statuses, in order.

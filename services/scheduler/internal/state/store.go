@@ -425,16 +425,28 @@ const (
 	FailureReleased
 )
 
+// MaxGroupBackoff bounds the backoff of a group whose creates keep failing.
+const MaxGroupBackoff = 10 * time.Minute
+
+// groupFailuresTTL: a group's count of failed rounds is forgotten after this
+// long without a new failed round (the group had no demand meanwhile).
+const groupFailuresTTL = 2 * MaxGroupBackoff
+
 // CreateFailed records a failed create of attempt. When retryAt is not zero
 // the reservation is kept and the create is emitted again by DueRetries /
 // RetryCreate at that time; otherwise the reservation is released (the
-// demand stays) and the group's top-ups wait groupBackoff.
+// demand stays) and the group's top-ups back off: groupBackoff after its
+// first failed round, doubled for every earlier consecutive failed round, at
+// most MaxGroupBackoff. The count lives in Redis ({P}:group:<g>:create_failures),
+// so every replica agrees, and the group's first successful create
+// (Created) resets it. 0 sets no backoff.
 func (s *Store) CreateFailed(ctx context.Context, name string, attempt int, retryAt time.Time, groupBackoff time.Duration) (FailureOutcome, error) {
 	mode := "release"
 	if !retryAt.IsZero() {
 		mode = "retry"
 	}
-	args := append(s.header(s.opt.Now()), name, attempt, mode, ms(retryAt), groupBackoff.Milliseconds())
+	args := append(s.header(s.opt.Now()), name, attempt, mode, ms(retryAt), groupBackoff.Milliseconds(),
+		MaxGroupBackoff.Milliseconds(), groupFailuresTTL.Milliseconds())
 	v, err := scriptCreateFailed.Run(ctx, s.rdb, nil, args...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("record failed create of runner %s: %w", name, err)

@@ -781,3 +781,62 @@ func TestRedeleteStaleRespectsTheDeleteBackoff(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 }
+
+// Issue 16 item 6: a group whose creates fail for good backs off longer with
+// every failed round (10 s, 20 s, 40 s, ... up to MaxGroupBackoff), the
+// backoff and its count live in Redis (every replica sees them), and the
+// first successful create resets them.
+func TestGroupBackoffGrowsWithConsecutiveFailures(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	g := state.Group{Name: "broken", Backend: "docker", MinRunners: 2, MaxRunners: 2}
+	base := 10 * time.Second
+	backoff := func() time.Duration {
+		d, err := b.rdb.PTTL(ctx, b.keys.GroupBackoff(g.Name)).Result()
+		require.NoError(t, err)
+		return d
+	}
+	// round reserves up to max_runners, fails every create, and returns the
+	// backoff the group waits then.
+	round := func() time.Duration {
+		t.Helper()
+		require.NoError(t, b.rdb.Del(ctx, b.keys.GroupBackoff(g.Name)).Err()) // the last one ran out
+		res, err := b.store.TopUp(ctx, g)
+		require.NoError(t, err)
+		require.Len(t, res.Reserved, 2)
+		for _, name := range res.Reserved {
+			out, err := b.store.CreateFailed(ctx, name, 1, time.Time{}, base)
+			require.NoError(t, err)
+			require.Equal(t, state.FailureReleased, out)
+		}
+		return backoff()
+	}
+	want := base
+	for i := range 8 {
+		got := round()
+		require.InDelta(t, want.Seconds(), got.Seconds(), 1, "round %d: the failures of one round count once", i+1)
+		want = min(2*want, state.MaxGroupBackoff)
+	}
+	require.InDelta(t, state.MaxGroupBackoff.Seconds(), round().Seconds(), 1, "bounded")
+
+	// Another replica's store sees the backoff: it reserves nothing.
+	other := state.New(b.rdb, b.keys, state.Options{Commands: &fakeCommands{}, Now: func() time.Time { return b.now }})
+	res, err := other.TopUp(ctx, g)
+	require.NoError(t, err)
+	require.Empty(t, res.Reserved)
+
+	// One create succeeds: the backoff ends and the count starts again.
+	require.NoError(t, b.rdb.Del(ctx, b.keys.GroupBackoff(g.Name)).Err())
+	res, err = b.store.TopUp(ctx, g)
+	require.NoError(t, err)
+	_, err = b.store.Created(ctx, state.Runner{Name: res.Reserved[0], Group: g.Name, Backend: "docker"})
+	require.NoError(t, err)
+	n, err := b.rdb.Exists(ctx, b.keys.GroupCreateFailures(g.Name)).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "the count is reset by a success")
+	out, err := b.store.CreateFailed(ctx, res.Reserved[1], 1, time.Time{}, base)
+	require.NoError(t, err)
+	require.Equal(t, state.FailureReleased, out)
+	require.InDelta(t, base.Seconds(), backoff().Seconds(), 1)
+}

@@ -1,5 +1,5 @@
 // Package docker runs each runner in one Docker container, named after the
-// runner, on a Docker Engine (DESIGN §5, §6, §9).
+// runner, on a Docker Engine (docs/design.md §5, §6, §9).
 //
 // The JIT configuration reaches the container through its environment
 // (ACTIONS_RUNNER_INPUT_JITCONFIG, which the runner's run.sh reads; the
