@@ -1,7 +1,6 @@
 package github
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"maps"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 )
 
 const testToken = "ghp_TESTTOKEN0123456789"
@@ -25,7 +26,7 @@ type bundle struct {
 	server *httptest.Server
 	reg    *prometheus.Registry
 	clock  *fakeClock
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 }
 
 // setup starts h behind an httptest server and returns a token-authenticated
@@ -34,7 +35,7 @@ func setup(t *testing.T, h http.Handler, mods ...func(*Options)) *bundle {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	b := &bundle{server: srv, reg: prometheus.NewRegistry(), clock: newFakeClock(), logs: &syncBuffer{}}
+	b := &bundle{server: srv, reg: prometheus.NewRegistry(), clock: newFakeClock(), logs: &logbuf.Buffer{}}
 	opts := Options{
 		BaseURL:        srv.URL,
 		Token:          testToken,
@@ -141,23 +142,6 @@ func waitPending(t *testing.T, c *fakeClock, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool { return c.Pending() == n }, 5*time.Second, time.Millisecond,
 		"want %d pending waits", n)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // metric returns the value of a counter or gauge with exactly these labels.

@@ -1,7 +1,6 @@
 package runtime_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/runner-manager/runner-manager/libs/github"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
 	"github.com/runner-manager/runner-manager/services/provisioner/runtime/runtimetest"
@@ -41,7 +41,7 @@ type bundle struct {
 	gh   *runtimetest.GitHub
 	mem  *memory.Backend
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *logbuf.Buffer
 	pub  *stream.Publisher
 	seq  int
 	// stop cancels the runtime and waits for Run to return (also at cleanup).
@@ -72,7 +72,7 @@ func setup(t *testing.T, mutate ...func(*runtime.Options)) *bundle {
 		gh:   runtimetest.NewGitHub(),
 		mem:  memory.New(memory.Options{Manager: "rt"}),
 		reg:  prometheus.NewRegistry(),
-		logs: &syncBuffer{},
+		logs: &logbuf.Buffer{},
 		cfg:  testConfig(),
 	}
 	b.pub = stream.NewPublisher(b.rdb, 1000)
@@ -674,23 +674,6 @@ func dumpRedis(t *testing.T, rdb *redis.Client) string {
 	}
 	require.NoError(t, iter.Err())
 	return sb.String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A permanent JIT failure forgets the cached runner group id (the group may

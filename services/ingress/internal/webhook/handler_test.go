@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/ingress/internal/webhook"
 )
@@ -47,7 +47,7 @@ type bundle struct {
 	rdb  *redis.Client
 	keys keys.Keys
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *logbuf.Buffer
 }
 
 func setup(t testing.TB, rdb *redis.Client, edit ...func(*webhook.Options)) *bundle {
@@ -56,7 +56,7 @@ func setup(t testing.TB, rdb *redis.Client, edit ...func(*webhook.Options)) *bun
 		rdb:  rdb,
 		keys: keys.New(redistest.NewName("ingress")),
 		reg:  prometheus.NewRegistry(),
-		logs: &syncBuffer{},
+		logs: &logbuf.Buffer{},
 	}
 	o := webhook.Options{
 		Keys:    b.keys,
@@ -434,23 +434,4 @@ func counter(t *testing.T, reg *prometheus.Registry, event, outcome string) floa
 	}
 	t.Fatalf("no counter for event=%s outcome=%s", event, outcome)
 	return 0
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (slog handlers
-// write from every request goroutine).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,11 +1,9 @@
 package dispatch_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,30 +16,13 @@ import (
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/dispatch"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
 )
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type hbundle struct {
 	rdb   *redis.Client
@@ -50,13 +31,13 @@ type hbundle struct {
 	store *state.Store
 	h     *dispatch.Handlers
 	m     *metrics.Metrics
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 	now   time.Time
 }
 
 func hsetup(t *testing.T, maxRunners int) *hbundle {
 	t.Helper()
-	b := &hbundle{rdb: redistest.Client(t), cfg: testConfig(redistest.NewName("h"), maxRunners, 0), logs: &syncBuffer{}, now: time.UnixMilli(1_800_000_000_000)}
+	b := &hbundle{rdb: redistest.Client(t), cfg: testConfig(redistest.NewName("h"), maxRunners, 0), logs: &logbuf.Buffer{}, now: time.UnixMilli(1_800_000_000_000)}
 	b.keys = keys.New(b.cfg.Name)
 	builder := command.New(b.cfg, nil)
 	b.store = state.New(b.rdb, b.keys, state.Options{Commands: builder, Now: func() time.Time { return b.now }})

@@ -26,6 +26,7 @@ import (
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/github"
 	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/health"
@@ -82,24 +83,7 @@ type env struct {
 	// answers (a GitHub outage of that route: 502).
 	repoStatus *atomic.Int32
 	// logs of the checker, at debug level; checked for secrets at cleanup.
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *logbuf.Buffer
 }
 
 func group(name string, minRunners, maxRunners int) config.RunnerGroup {
@@ -127,7 +111,7 @@ func newEnv(t *testing.T, groups ...config.RunnerGroup) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, rdb: redistest.Client(t), cfg: cfg, keys: keys.New(cfg.Name),
-		clock: &clock{now: time.UnixMilli(1_800_000_000_000)}, reg: prometheus.NewRegistry(), repoLookups: &atomic.Int64{}, repoStatus: &atomic.Int32{}, logs: &syncBuffer{}}
+		clock: &clock{now: time.UnixMilli(1_800_000_000_000)}, reg: prometheus.NewRegistry(), repoLookups: &atomic.Int64{}, repoStatus: &atomic.Int32{}, logs: &logbuf.Buffer{}}
 	t.Cleanup(func() {
 		require.NotContains(t, e.logs.String(), testToken, "the GitHub token never reaches a log")
 	})

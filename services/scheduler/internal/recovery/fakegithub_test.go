@@ -26,6 +26,7 @@ import (
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/github"
 	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/recovery"
 )
@@ -91,7 +92,7 @@ func TestRedeliversMissedWebhooksThroughTheFake(t *testing.T) {
 	api := httptest.NewServer(fake)
 	t.Cleanup(api.Close)
 
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	privateKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	client, err := github.New(github.Options{Logger: log,
@@ -157,21 +158,4 @@ func TestRedeliversMissedWebhooksThroughTheFake(t *testing.T) {
 	for _, line := range strings.Split(string(privateKey), "\n")[1:3] {
 		require.NotContains(t, out, line, "no part of the App's key is logged")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,14 +1,12 @@
 package scheduler_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/service"
 	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/scheduler"
 )
@@ -97,7 +96,7 @@ func TestStartLogWarnsAboutPublicRepositories(t *testing.T) {
 		}},
 	}
 	cfg.SetDefaults()
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	app := service.NewApp("scheduler", cfg, slog.New(slog.NewJSONHandler(&logs, nil)), rdb)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -114,21 +113,4 @@ func TestStartLogWarnsAboutPublicRepositories(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the scheduler did not stop")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

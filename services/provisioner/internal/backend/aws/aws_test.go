@@ -1,7 +1,6 @@
 package aws
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,33 +16,16 @@ import (
 	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/backend/backendtest"
 	"github.com/runner-manager/runner-manager/libs/config"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/fakes/ec2fake"
 )
 
 const manager = "rm-test"
 
-// syncBuffer collects logs written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type bundle struct {
 	fake *ec2fake.Server
 	spec config.AWSSpec
-	logs *syncBuffer
+	logs *logbuf.Buffer
 }
 
 func testSpec(endpoint string) config.AWSSpec {
@@ -66,7 +47,7 @@ func setup(t *testing.T) *bundle {
 	t.Helper()
 	fake := ec2fake.New()
 	t.Cleanup(fake.Close)
-	return &bundle{fake: fake, spec: testSpec(fake.URL()), logs: &syncBuffer{}}
+	return &bundle{fake: fake, spec: testSpec(fake.URL()), logs: &logbuf.Buffer{}}
 }
 
 // open returns a Backend of the bundle's spec, the SDK retrying at most

@@ -1,12 +1,10 @@
 package docker_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/runner-manager/runner-manager/libs/github"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/backend/docker"
 	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
@@ -37,7 +36,7 @@ func TestProvisionerDocker(t *testing.T) {
 	gh := runtimetest.NewGitHub()
 	f := docker.NewFactory(manager, nil)
 	t.Cleanup(func() { _ = f.Close() })
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	pub := stream.NewPublisher(rdb, 1000)
 	dspec := config.DockerSpec{Image: testImage, Memory: "32m", StopTimeout: 2 * time.Second}
 	rt, err := runtime.New(runtime.Options{
@@ -148,23 +147,6 @@ func TestProvisionerDocker(t *testing.T) {
 		require.NotContains(t, dump.String(), jit)
 		require.NotContains(t, logs.String(), jit)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // groupConfig is a provisioner's configuration with one docker group of

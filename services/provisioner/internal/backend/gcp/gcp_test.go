@@ -1,7 +1,6 @@
 package gcp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/backend/backendtest"
 	"github.com/runner-manager/runner-manager/libs/config"
+	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/fakes/gcefake"
 )
 
@@ -29,27 +28,10 @@ const (
 	project = "ci-project"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type bundle struct {
 	fake *gcefake.Server
 	spec config.GCPSpec
-	logs *syncBuffer
+	logs *logbuf.Buffer
 }
 
 func testSpec(endpoint string) config.GCPSpec {
@@ -72,7 +54,7 @@ func setup(t *testing.T) *bundle {
 	t.Helper()
 	fake := gcefake.New()
 	t.Cleanup(fake.Close)
-	return &bundle{fake: fake, spec: testSpec(fake.URL()), logs: &syncBuffer{}}
+	return &bundle{fake: fake, spec: testSpec(fake.URL()), logs: &logbuf.Buffer{}}
 }
 
 func clientOpts() Option {
