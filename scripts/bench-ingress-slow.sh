@@ -30,22 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_for() { # description, command...
-	local what=$1
-	shift
-	for _ in $(seq 1 200); do
-		if "$@" >/dev/null 2>&1; then
-			return 0
-		fi
-		sleep 0.05
-	done
-	echo "bench-ingress-slow: $what did not come up" >&2
-	return 1
-}
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB"
 ingress=${INGRESS_BIN:-$dir/ingress}
