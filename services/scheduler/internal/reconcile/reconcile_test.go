@@ -503,3 +503,13 @@ func TestDeadLetteredQueuedEventRetried(t *testing.T) {
 	}
 	require.Equal(t, 1, creates, "the job has its runner")
 }
+
+func TestDLQRetryBackoff(t *testing.T) {
+	t.Parallel()
+	var got []time.Duration
+	for i := range 9 {
+		got = append(got, reconcile.DLQRetryBackoff(i))
+	}
+	require.Equal(t, []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute,
+		32 * time.Minute, time.Hour, time.Hour, time.Hour}, got)
+}

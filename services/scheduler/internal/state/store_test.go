@@ -714,6 +714,10 @@ func TestEmittingScriptsWriteNothingWhenTheyCannotEmit(t *testing.T) {
 			_, err := b.store.RetryCreate(ctx, r)
 			return err
 		}},
+		{"create failed for good", state.Pending, func(b *bundle, r string) error {
+			_, err := b.store.CreateFailed(ctx, r, 1, time.Time{}, time.Minute)
+			return err
+		}},
 		{"retry delete", state.Deleting, func(b *bundle, r string) error {
 			_, err := b.store.RetryDelete(ctx, r)
 			return err
