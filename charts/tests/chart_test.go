@@ -159,6 +159,8 @@ func decodeAll(t *testing.T, r *rendered) (deps []appsv1.Deployment) {
 			target = &networkingv1.NetworkPolicy{}
 		case "ServiceMonitor":
 			target = &serviceMonitor{}
+		case "PrometheusRule":
+			target = &prometheusRule{}
 		default:
 			t.Fatalf("%s: unexpected kind %q", o.file, o.kind)
 		}
@@ -377,4 +379,57 @@ func checkPod(t *testing.T, d appsv1.Deployment) {
 		require.True(t, *spec.SecurityContext.RunAsNonRoot, fmt.Sprintf("%s runs as non-root", d.Name))
 	}
 	require.Contains(t, d.Spec.Template.Annotations, "checksum/config", d.Name)
+}
+
+// prometheusRule is the part of monitoring.coreos.com/v1 PrometheusRule the
+// chart renders.
+type prometheusRule struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
+// metrics.prometheusRule.enabled renders a PrometheusRule whose alert fires
+// on dead letters by origin stream (issue 16: nothing waits in the DLQ
+// silently); off by default.
+func TestPrometheusRule(t *testing.T) {
+	r, err := render(t, nil)
+	require.NoError(t, err)
+	require.Zero(t, r.count("PrometheusRule"), "off by default")
+
+	v := fullValues()
+	v["metrics"] = map[string]any{"prometheusRule": map[string]any{"enabled": true, "labels": map[string]any{"release": "kube-prometheus"}}}
+	r, err = render(t, v)
+	require.NoError(t, err)
+	o, ok := r.find("PrometheusRule", "rm-runner-manager")
+	require.True(t, ok)
+	var pr prometheusRule
+	require.NoError(t, yaml.UnmarshalStrict(o.doc, &pr))
+	require.Equal(t, "monitoring.coreos.com/v1", pr.APIVersion)
+	require.Equal(t, "kube-prometheus", pr.Metadata.Labels["release"])
+	alerts := map[string]string{}
+	for _, g := range pr.Spec.Groups {
+		for _, rule := range g.Rules {
+			require.NotEmpty(t, rule.Annotations["summary"], rule.Alert)
+			alerts[rule.Alert] = rule.Expr
+		}
+	}
+	require.Contains(t, alerts, "RunnerManagerDeadLetters")
+	require.Contains(t, alerts["RunnerManagerDeadLetters"], "runner_manager_dlq_entries")
+	require.Contains(t, alerts["RunnerManagerDeadLetters"], "stream")
 }

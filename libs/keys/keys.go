@@ -26,6 +26,11 @@ func (k Keys) Results() string { return k.p + ":results" }
 // DLQ is the stream of messages given up after too many deliveries.
 func (k Keys) DLQ() string { return k.p + ":dlq" }
 
+// DLQRetries counts the automatic retries of one dead-lettered message, by
+// the hex SHA-256 of its origin stream, type and data (a message dead-lettered
+// again after a retry has a new DLQ id but the same fingerprint).
+func (k Keys) DLQRetries(fingerprint string) string { return k.p + ":dlq:retries:" + fingerprint }
+
 // Delivery is the replay guard of one X-GitHub-Delivery.
 func (k Keys) Delivery(guid string) string { return k.p + ":delivery:" + guid }
 

@@ -2,6 +2,9 @@ package stream
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -81,6 +84,35 @@ func ListDLQ(ctx context.Context, rdb redis.UniversalClient, dlq string, count i
 		out = append(out, deadLetterOf(m))
 	}
 	return out, nil
+}
+
+// OldestDLQ returns up to count dead letters of dlq, oldest first (count <= 0: 100).
+func OldestDLQ(ctx context.Context, rdb redis.UniversalClient, dlq string, count int64) ([]DeadLetter, error) {
+	if count <= 0 {
+		count = 100
+	}
+	msgs, err := rdb.XRangeN(ctx, dlq, "-", "+", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters of %s: %w", dlq, err)
+	}
+	out := make([]DeadLetter, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, deadLetterOf(m))
+	}
+	return out, nil
+}
+
+// Fingerprint is the hex SHA-256 of the dead letter's origin stream, type
+// and data: the same message dead-lettered again keeps it.
+func (d DeadLetter) Fingerprint() string {
+	h := sha256.New()
+	for _, p := range [][]byte{[]byte(d.OriginStream), []byte(d.Type), d.Data} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // RetryOption changes how RetryDLQ re-publishes a dead letter.

@@ -398,7 +398,8 @@ func (h *Handlers) failed(ctx context.Context, log *slog.Logger, g state.Group, 
 			h.m.CreateRetries.WithLabelValues(g.Name).Inc()
 			log.Warn("create failed: retrying", "attempt", attempt, "retry_at", retryAt)
 		case state.FailureReleased:
-			log.Error("create failed for good: reservation released, the group backs off, the demand waits", "attempt", attempt)
+			h.m.Commands.WithLabelValues("delete", state.ReasonCreateFailed).Inc()
+			log.Error("create failed for good: runner deleting (its instance may exist), the group backs off, the demand waits", "attempt", attempt)
 		default:
 			log.Debug("stale create failure ignored", "attempt", attempt, "state", r.State)
 		}

@@ -213,16 +213,21 @@ func TestFailedCreate(t *testing.T) {
 				require.EqualValues(t, tc.attempt+1, cmds[len(cmds)-1].GetCreate().GetAttempt())
 				return
 			}
-			_, ok, err := b.store.Runner(ctx, name)
-			require.NoError(t, err)
-			require.False(t, ok, "reservation kept")
+			// Released: its instance may exist, so it is deleted
+			// (registration first, then instance), and counts against
+			// max_runners until the deleted result.
+			require.Equal(t, state.Deleting, runnerState(t, b, name))
+			cmds := b.commands(t)
+			require.Len(t, cmds, 2)
+			require.Equal(t, name, cmds[1].GetDelete().GetName())
+			require.Equal(t, state.ReasonCreateFailed, cmds[1].GetDelete().GetReason())
 			ttl, err := b.rdb.PTTL(ctx, b.keys.GroupBackoff("pool")).Result()
 			require.NoError(t, err)
 			require.InDelta(t, backoff.Seconds(), ttl.Seconds(), 1)
 			require.EqualValues(t, 1, b.rdb.ZCard(ctx, b.keys.GroupDemand("pool")).Val(), "the demand stays")
 			// No hot loop: another queued job reserves nothing during the backoff.
 			b.event(t, queued(2, "linux"))
-			require.Len(t, b.commands(t), 1)
+			require.Len(t, b.commands(t), 2)
 		})
 	}
 }

@@ -16,6 +16,10 @@ type Metrics struct {
 	MaxRunners *prometheus.GaugeVec
 	// DLQEntries: length of the dead-letter stream {P}:dlq.
 	DLQEntries prometheus.Gauge
+	// DLQByStream: entries of {P}:dlq by origin stream.
+	DLQByStream *prometheus.GaugeVec
+	// DLQAutoRetried: dead letters put back on their stream by the reconcile loop.
+	DLQAutoRetried *prometheus.CounterVec
 	// QueuedToCreate: from a job's queued time to the create command its event emitted.
 	QueuedToCreate *prometheus.HistogramVec
 	// JobWait: from a job's queued time to its in_progress event.
@@ -60,6 +64,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "runner_manager_stream_dlq_entries",
 			Help: "Entries in the dead-letter stream {P}:dlq (XLEN), refreshed by the reconcile loop.",
 		}),
+		DLQByStream: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "runner_manager_dlq_entries",
+			Help: "Entries in the dead-letter stream {P}:dlq by origin stream, refreshed by the reconcile loop.",
+		}, []string{"stream"}),
+		DLQAutoRetried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runner_manager_dlq_auto_retries_total",
+			Help: "Dead letters put back on their origin stream automatically by the reconcile loop.",
+		}, []string{"stream"}),
 		QueuedToCreate: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "runner_manager_scheduler_queued_to_create_seconds",
 			Help:    "Time from a job's queued time to the create command its queued event emitted.",
@@ -105,7 +117,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"step"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Runners, m.Demand, m.MaxRunners, m.DLQEntries, m.QueuedToCreate, m.JobWait, m.Commands,
+		reg.MustRegister(m.Runners, m.Demand, m.MaxRunners, m.DLQEntries, m.DLQByStream, m.DLQAutoRetried, m.QueuedToCreate, m.JobWait, m.Commands,
 			m.Results, m.CreateRetries, m.DeleteFailures, m.Events, m.UnmatchedJobs, m.ReconcilePassDuration, m.ReconcileStepsSkipped)
 	}
 	return m

@@ -24,6 +24,7 @@ import (
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/github"
 	"github.com/runner-manager/runner-manager/libs/lease"
+	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
@@ -346,12 +347,102 @@ func (l *Loop) gauges(ctx context.Context, g state.Group) error {
 	return nil
 }
 
-// dlqGauge refreshes the length of the dead-letter stream.
+// Automatic retries of dead letters: a queued event the scheduler gave up
+// leaves its job without a runner, so the loop puts the dead letters of
+// {P}:events back on their stream DLQRetryFirst after they were
+// dead-lettered, doubling (DLQRetryMax at most) with each automatic retry
+// of the same message, DLQAutoRetries times at most; then the entry stays
+// for an operator (rmctl dlq retry). Only {P}:events: the scheduler's
+// handlers of events are idempotent and a retried event creates nothing a
+// record does not allow. A result ({P}:results) it gave up cannot be
+// applied any better later, and a command a provisioner dead-lettered was
+// already answered with a failed result (the scheduler released or deleted
+// its runner): re-running it could create a runner with no reservation.
+const (
+	DLQRetryFirst  = time.Minute
+	DLQRetryMax    = time.Hour
+	DLQAutoRetries = 5
+	// dlqScan bounds the DLQ entries a pass reads (oldest first).
+	dlqScan = 10_000
+	// dlqRetriesTTL: a message's count of automatic retries is forgotten
+	// this long after its last retry (longer than all the backoffs).
+	dlqRetriesTTL = 7 * 24 * time.Hour
+)
+
+// DLQRetryBackoff is how long after its dead-lettering a message already
+// retried automatically retries times is retried again.
+func DLQRetryBackoff(retries int) time.Duration {
+	d := DLQRetryFirst
+	for i := 0; i < retries && d < DLQRetryMax; i++ {
+		d *= 2
+	}
+	return min(d, DLQRetryMax)
+}
+
+// dlqGauge refreshes the length of the dead-letter stream, its entries by
+// origin stream (over the oldest dlqScan), and retries the due dead letters
+// of {P}:events.
 func (l *Loop) dlqGauge(ctx context.Context) error {
-	n, err := l.store.Redis().XLen(ctx, l.store.Keys().DLQ()).Result()
+	k := l.store.Keys()
+	n, err := l.store.Redis().XLen(ctx, k.DLQ()).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("length of the dead-letter stream: %w", err)
 	}
 	l.m.DLQEntries.Set(float64(n))
-	return nil
+	dls, err := stream.OldestDLQ(ctx, l.store.Redis(), k.DLQ(), dlqScan)
+	if err != nil {
+		return err
+	}
+	by := map[string]int{}
+	var errs []error
+	now := l.store.Now()
+	for _, d := range dls {
+		if d.OriginStream == k.Events() && l.cfg != nil {
+			retried, err := l.retryDeadLetter(ctx, d, now)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if retried {
+				continue
+			}
+		}
+		by[d.OriginStream]++
+	}
+	l.m.DLQByStream.Reset()
+	for s, c := range by {
+		l.m.DLQByStream.WithLabelValues(s).Set(float64(c))
+	}
+	return errors.Join(errs...)
+}
+
+// retryDeadLetter puts d back on its stream when it is due and not retried
+// DLQAutoRetries times yet; the count is taken first (a failed retry costs
+// one, never adds one).
+func (l *Loop) retryDeadLetter(ctx context.Context, d stream.DeadLetter, now time.Time) (bool, error) {
+	rdb := l.store.Redis()
+	key := l.store.Keys().DLQRetries(d.Fingerprint())
+	retries, err := rdb.Get(ctx, key).Int()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("automatic retries of dead letter %s: %w", d.ID, err)
+	}
+	if retries >= DLQAutoRetries || now.Before(d.Time.Add(DLQRetryBackoff(retries))) {
+		return false, nil
+	}
+	pipe := rdb.TxPipeline()
+	pipe.Incr(ctx, key)
+	pipe.Expire(ctx, key, dlqRetriesTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, fmt.Errorf("count automatic retry of dead letter %s: %w", d.ID, err)
+	}
+	err = stream.RetryDLQ(ctx, rdb, l.store.Keys().DLQ(), d.ID, stream.WithMaxLen(l.cfg.Streams.MaxLen))
+	if errors.Is(err, stream.ErrNotFound) {
+		return true, nil // retried or trimmed meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	l.m.DLQAutoRetried.WithLabelValues(d.OriginStream).Inc()
+	l.log.Warn("dead letter retried automatically", "id", d.ID, "stream", d.OriginStream, "type", d.Type,
+		"retry", retries+1, "of", DLQAutoRetries, "reason", d.Reason)
+	return true, nil
 }

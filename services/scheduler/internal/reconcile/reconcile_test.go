@@ -18,8 +18,10 @@ import (
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/github"
 	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/dispatch"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/reconcile"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
@@ -408,4 +410,106 @@ func TestRateLimitedListingSkipsOnlyTheScaleDown(t *testing.T) {
 	require.Equal(t, state.Started, b.state(t, extra[0]), "nothing deleted without GitHub's word")
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Commands.WithLabelValues("create", "retry")), "the retry went out")
 	require.Equal(t, 1.0, testutil.ToFloat64(b.m.ReconcileStepsSkipped.WithLabelValues(reconcile.StepScaleDown)))
+}
+
+// deadLetter adds an entry to the DLQ as a consumer gives one up, at the
+// loop's clock.
+func (b *bundle) deadLetter(t *testing.T, origin, typ string, data []byte) string {
+	t.Helper()
+	id, err := b.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: b.keys.DLQ(), Values: []any{
+		stream.FieldType, typ, stream.FieldData, data, stream.FieldOriginStream, origin, stream.FieldOriginID, "1-1",
+		stream.FieldReason, "boom", stream.FieldDeliveries, "5", stream.FieldGroup, keys.GroupScheduler,
+		stream.FieldConsumer, "c1", stream.FieldTime, b.now.UTC().Format(time.RFC3339Nano),
+	}}).Result()
+	require.NoError(t, err)
+	return id
+}
+
+// The DLQ gauge by origin stream counts the entries of each stream.
+func TestDLQEntriesByStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, 2)
+	ctx := context.Background()
+	b.deadLetter(t, b.keys.Events(), stream.TypeWorkflowJob, []byte("a"))
+	b.deadLetter(t, b.keys.Events(), stream.TypeWorkflowJob, []byte("b"))
+	b.deadLetter(t, b.keys.Results(), "result", []byte("c"))
+	b.deadLetter(t, b.keys.Provision("docker"), "command", []byte("d"))
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 2.0, testutil.ToFloat64(b.m.DLQByStream.WithLabelValues(b.keys.Events())))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.DLQByStream.WithLabelValues(b.keys.Results())))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.DLQByStream.WithLabelValues(b.keys.Provision("docker"))))
+
+	require.NoError(t, b.rdb.Del(ctx, b.keys.DLQ()).Err())
+	require.NoError(t, b.loop.Once(ctx))
+	require.Equal(t, 0, testutil.CollectAndCount(b.m.DLQByStream), "an empty DLQ leaves no series")
+}
+
+// A queued event dead-lettered by the scheduler is put back on {P}:events
+// automatically, 1 min after it was dead-lettered, then 2, 4, 8, 16 min after
+// each new dead-lettering; after reconcile.DLQAutoRetries retries it stays
+// for an operator. Entries of other streams are never retried automatically.
+// Once retried, the event reserves its runner.
+func TestDeadLetteredQueuedEventRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, 2)
+	ctx := context.Background()
+	ev, err := proto.Marshal(&rmv1.WorkflowJobEvent{Action: "queued", JobId: 42, Labels: []string{"linux"}, Owner: "acme", Repository: "app"})
+	require.NoError(t, err)
+	cmd := b.deadLetter(t, b.keys.Provision("docker"), "command", []byte("cmd"))
+	res := b.deadLetter(t, b.keys.Results(), "result", []byte("res"))
+	b.deadLetter(t, b.keys.Events(), stream.TypeWorkflowJob, ev)
+
+	dlqIDs := func() []string {
+		var ids []string
+		for _, m := range b.rdb.XRange(ctx, b.keys.DLQ(), "-", "+").Val() {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	events := func() []redis.XMessage { return b.rdb.XRange(ctx, b.keys.Events(), "-", "+").Val() }
+
+	delay := time.Minute
+	for retry := 1; retry <= reconcile.DLQAutoRetries; retry++ {
+		b.now = b.now.Add(delay - time.Second)
+		require.NoError(t, b.loop.Once(ctx))
+		require.Len(t, events(), retry-1, "retry %d: not due yet", retry)
+		b.now = b.now.Add(time.Second)
+		require.NoError(t, b.loop.Once(ctx))
+		evs := events()
+		require.Len(t, evs, retry, "retry %d: due", retry)
+		require.Equal(t, string(ev), evs[retry-1].Values[stream.FieldData])
+		require.Equal(t, []string{cmd, res}, dlqIDs(), "the event left the DLQ, the others stay")
+		// The consumer gives it up again.
+		b.deadLetter(t, b.keys.Events(), stream.TypeWorkflowJob, ev)
+		delay *= 2
+	}
+	b.now = b.now.Add(24 * time.Hour)
+	require.NoError(t, b.loop.Once(ctx))
+	require.Len(t, events(), reconcile.DLQAutoRetries, "after the last automatic retry it waits for an operator")
+	require.Len(t, dlqIDs(), 3)
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.DLQByStream.WithLabelValues(b.keys.Events())))
+
+	// The retried event reserves its runner.
+	evs := events()
+	h := dispatch.New(b.cfg, b.store, slog.New(slog.NewTextHandler(io.Discard, nil)), b.m)
+	last := evs[len(evs)-1]
+	require.NoError(t, h.Event(ctx, stream.Message{Stream: b.keys.Events(), ID: last.ID, Type: stream.TypeWorkflowJob,
+		Data: []byte(last.Values[stream.FieldData].(string))}))
+	creates := 0
+	for _, c := range b.commands(t) {
+		if c.GetCreate() != nil {
+			creates++
+		}
+	}
+	require.Equal(t, 1, creates, "the job has its runner")
+}
+
+func TestDLQRetryBackoff(t *testing.T) {
+	t.Parallel()
+	var got []time.Duration
+	for i := range 9 {
+		got = append(got, reconcile.DLQRetryBackoff(i))
+	}
+	require.Equal(t, []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute,
+		32 * time.Minute, time.Hour, time.Hour, time.Hour}, got)
 }

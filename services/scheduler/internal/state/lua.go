@@ -280,8 +280,12 @@ return {removed, reserved, short}
 // CreateFailed: ARGV[4] runner, ARGV[5] attempt that failed, ARGV[6] "retry"
 // or "release", ARGV[7] retry due time (ms), ARGV[8] first group backoff (ms,
 // 0 none), ARGV[9] longest group backoff (ms), ARGV[10] TTL of the failure
-// count (ms).
+// count (ms), ARGV[11] delete command data (reason create_failed), ARGV[12]
+// its traceparent, ARGV[13] backend.
 // Only a pending runner at that attempt is touched (a stale failure is ignored).
+// A release moves the runner to deleting and emits its delete (its instance
+// may exist: a create that timed out, a command dead-lettered mid-way); it
+// keeps counting against max_runners until its deleted result.
 // A release while the group is not in backoff starts a new failed round: the
 // group's count of consecutive failed rounds grows and the group backs off
 // ARGV[8] doubled per earlier round, at most ARGV[9]. The other failures of the
@@ -297,7 +301,13 @@ if ARGV[6] == 'retry' then
   redis.call('HSET', k, 'updated_at', NOW)
   return {1, s}
 end
-local g = remove(name)
+if not writable(pkey(ARGV[13])) then
+  return redis.error_reply('WRONGTYPE command stream ' .. pkey(ARGV[13]) .. ' is not a stream')
+end
+local g = redis.call('HGET', k, 'group')
+if not setstate(name, 'deleting') then return {0, s} end
+redis.call('ZREM', RETRY, 'create:' .. name)
+emit(pkey(ARGV[13]), ARGV[11], ARGV[12])
 local base = tonumber(ARGV[8])
 if g and base > 0 then
   local bk = gkey(g, 'backoff')

@@ -224,6 +224,10 @@ const (
 	// ReasonGroupRemoved: a runner not busy of a group no longer in the
 	// configuration (its busy runners go when their job completes).
 	ReasonGroupRemoved = "group_removed"
+	// ReasonCreateFailed: a create failed for good (or its command was
+	// dead-lettered): its instance may exist, so the runner is deleted
+	// (registration, then instance) rather than forgotten.
+	ReasonCreateFailed = "create_failed"
 )
 
 // RegistrationGone tells whether the delete of r for reason finds no

@@ -421,7 +421,8 @@ const (
 	FailureIgnored FailureOutcome = iota
 	// FailureRetrying: the reservation is kept and a retry is due at the given time.
 	FailureRetrying
-	// FailureReleased: the reservation was released; the group waits out its backoff.
+	// FailureReleased: the reservation was released: the runner is deleting
+	// (its delete emitted) and the group waits out its backoff.
 	FailureReleased
 )
 
@@ -435,7 +436,11 @@ const groupFailuresTTL = 2 * MaxGroupBackoff
 // CreateFailed records a failed create of attempt. When retryAt is not zero
 // the reservation is kept and the create is emitted again by DueRetries /
 // RetryCreate at that time; otherwise the reservation is released (the
-// demand stays) and the group's top-ups back off: groupBackoff after its
+// demand stays): the runner goes deleting and its delete command
+// (ReasonCreateFailed: registration, then instance, which may exist) is
+// emitted with it; it counts against max_runners until its deleted result
+// (the safe side: an instance that lives on is never outside the limit).
+// The group's top-ups back off: groupBackoff after its
 // first failed round, doubled for every earlier consecutive failed round, at
 // most MaxGroupBackoff. The count lives in Redis ({P}:group:<g>:create_failures),
 // so every replica agrees, and the group's first successful create
@@ -445,8 +450,26 @@ func (s *Store) CreateFailed(ctx context.Context, name string, attempt int, retr
 	if !retryAt.IsZero() {
 		mode = "retry"
 	}
+	var del Command
+	var backend string
+	if mode == "release" {
+		if s.opt.Commands == nil {
+			return 0, ErrNoCommands
+		}
+		r, ok, err := s.Runner(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return FailureIgnored, nil
+		}
+		if del, err = s.opt.Commands.Delete(ctx, r, ReasonCreateFailed); err != nil {
+			return 0, fmt.Errorf("prepare delete of runner %s: %w", name, err)
+		}
+		backend = r.Backend
+	}
 	args := append(s.header(s.opt.Now()), name, attempt, mode, ms(retryAt), groupBackoff.Milliseconds(),
-		MaxGroupBackoff.Milliseconds(), groupFailuresTTL.Milliseconds())
+		MaxGroupBackoff.Milliseconds(), groupFailuresTTL.Milliseconds(), del.Data, del.Traceparent, backend)
 	v, err := scriptCreateFailed.Run(ctx, s.rdb, nil, args...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("record failed create of runner %s: %w", name, err)

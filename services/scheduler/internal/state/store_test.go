@@ -438,16 +438,22 @@ func TestResults(t *testing.T) {
 		require.Equal(t, 2, b.runner(t, name).Attempt)
 		require.Equal(t, []string{"create " + name + " 1", "create " + name + " 2"}, b.commands(t))
 
-		// Exhausted: released, demand kept, the group backs off.
+		// Exhausted: released, demand kept, the group backs off. The
+		// instance may have been made (a create that timed out, a command
+		// dead-lettered after the provisioner started it): the runner goes
+		// deleting with its delete command, and keeps counting against
+		// max_runners until the deleted result.
 		out, err = b.store.CreateFailed(ctx, name, 2, time.Time{}, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, state.FailureReleased, out)
-		_, ok, err = b.store.Runner(ctx, name)
-		require.NoError(t, err)
-		require.False(t, ok)
-		require.Zero(t, b.card(t, b.keys.GroupRunners("small")))
+		require.Equal(t, state.Deleting, b.runner(t, name).State)
+		require.Equal(t, []string{"create " + name + " 1", "create " + name + " 2", "delete " + name + " " + state.ReasonCreateFailed}, b.commands(t))
+		require.EqualValues(t, 1, b.card(t, b.keys.GroupRunners("small")), "still counted until deleted")
 		require.Zero(t, b.card(t, b.keys.GroupFree("small")))
 		require.EqualValues(t, 1, b.card(t, b.keys.GroupDemand("small")))
+		due, err = b.store.DueRetries(ctx, b.now.Add(time.Hour), 10)
+		require.NoError(t, err)
+		require.Empty(t, due, "no create retry left behind")
 		st, err := b.store.GroupStatus(ctx, "small")
 		require.NoError(t, err)
 		require.Positive(t, st.BackoffRemaining)
@@ -457,7 +463,16 @@ func TestResults(t *testing.T) {
 		require.NoError(t, b.rdb.Del(ctx, b.keys.GroupBackoff("small")).Err())
 		res, err = b.store.TopUp(ctx, small)
 		require.NoError(t, err)
-		require.Len(t, res.Reserved, 1)
+		require.Len(t, res.Reserved, 1, "the demand gets a new runner")
+		require.EqualValues(t, 2, b.card(t, b.keys.GroupRunners("small")), "the deleting runner still counts against max_runners")
+		// A second failure of the same create changes nothing.
+		out, err = b.store.CreateFailed(ctx, name, 2, time.Time{}, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, state.FailureIgnored, out)
+		d, err := b.store.Deleted(ctx, small, name)
+		require.NoError(t, err)
+		require.True(t, d.Removed, "the deleted result releases the capacity")
+		require.EqualValues(t, 1, b.card(t, b.keys.GroupRunners("small")))
 	})
 
 	t.Run("failed delete retries", func(t *testing.T) {
@@ -699,6 +714,10 @@ func TestEmittingScriptsWriteNothingWhenTheyCannotEmit(t *testing.T) {
 			_, err := b.store.RetryCreate(ctx, r)
 			return err
 		}},
+		{"create failed for good", state.Pending, func(b *bundle, r string) error {
+			_, err := b.store.CreateFailed(ctx, r, 1, time.Time{}, time.Minute)
+			return err
+		}},
 		{"retry delete", state.Deleting, func(b *bundle, r string) error {
 			_, err := b.store.RetryDelete(ctx, r)
 			return err
@@ -810,7 +829,13 @@ func TestGroupBackoffGrowsWithConsecutiveFailures(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, state.FailureReleased, out)
 		}
-		return backoff()
+		d := backoff()
+		for _, name := range res.Reserved { // the provisioner deletes them
+			del, err := b.store.Deleted(ctx, g, name)
+			require.NoError(t, err)
+			require.True(t, del.Removed)
+		}
+		return d
 	}
 	want := base
 	for i := range 8 {
