@@ -42,6 +42,8 @@ const (
 	// DefaultDockerMemory is the memory limit of a runner container whose
 	// group sets none; memory: "0" lifts it.
 	DefaultDockerMemory = "4g"
+	// DefaultMaxRunners is max_runners of a group that does not set it.
+	DefaultMaxRunners = 20
 )
 
 // Config is the whole file. Field comments are the documentation of each key;
@@ -59,7 +61,7 @@ type Config struct {
 	TimeToStart time.Duration `yaml:"time_to_start"`
 	// TimeToLive is the age after which a runner is deleted, busy or not.
 	TimeToLive time.Duration `yaml:"time_to_live"`
-	// RunnerGroups, in order: the order breaks ties in MatchGroup.
+	// RunnerGroups, in order: the order breaks ties in MatchGroups.
 	RunnerGroups []RunnerGroup `yaml:"runner_groups"`
 	// Streams tunes every stream consumer and publisher.
 	Streams Streams `yaml:"streams"`
@@ -183,13 +185,21 @@ type RunnerGroup struct {
 	RepositoryAccess RepositoryAccess `yaml:"repository_access"`
 	// WorkflowAccess restricts the group to these workflows ("owner/repo/.github/workflows/x.yml@ref").
 	WorkflowAccess []string `yaml:"workflow_access"`
-	// MaxRunners bounds the runners of the group at any time (>= 1).
+	// MaxRunners bounds the runners of the group at any time (>= 1);
+	// DefaultMaxRunners when absent, an explicit 0 is a problem.
 	MaxRunners int `yaml:"max_runners"`
-	// MinRunners are kept idle and ready even without demand (>= 0).
+	// MinRunners are kept idle and ready even without demand (>= 0, default 0).
 	MinRunners int `yaml:"min_runners"`
 	// Labels of the runners; a job goes to a group whose labels include all of
-	// its runs-on labels (self-hosted is implied). See MatchGroup.
+	// its runs-on labels (self-hosted is implied). See MatchGroups.
 	Labels []string `yaml:"labels"`
+	// WorkflowName, when set, restricts the group to the jobs whose workflow
+	// is named exactly this (the workflow_name of the workflow_job event,
+	// case-sensitive). Empty: jobs of any workflow.
+	WorkflowName string `yaml:"workflow_name"`
+	// SpillOver lets the group take the jobs of a better-matching group that
+	// is full (its runners at max_runners, none free). Default false.
+	SpillOver bool `yaml:"spill_over"`
 	// Backend the group's runners run on.
 	Backend Backend `yaml:"backend"`
 }

@@ -40,9 +40,9 @@ func ExampleConfig_MatchGroup() {
 		{Name: "gpu", Organization: "my-org", Labels: []string{"linux", "gpu"}},
 		{Name: "small", Organization: "my-org", Labels: []string{"self-hosted", "linux"}},
 	}}
-	fmt.Println(cfg.MatchGroup("my-org", "app", []string{"self-hosted", "Linux"}).Name)
-	fmt.Println(cfg.MatchGroup("my-org", "app", []string{"gpu"}).Name)
-	fmt.Println(cfg.MatchGroup("my-org", "app", []string{"arm64"}) == nil)
+	fmt.Println(cfg.MatchGroup("my-org", "app", "CI", []string{"self-hosted", "Linux"}).Name)
+	fmt.Println(cfg.MatchGroup("my-org", "app", "CI", []string{"gpu"}).Name)
+	fmt.Println(cfg.MatchGroup("my-org", "app", "CI", []string{"arm64"}) == nil)
 	// Output:
 	// small
 	// gpu

@@ -173,6 +173,10 @@ func (c *Config) SetDefaults() {
 	durDef(&c.Streams.ReclaimMinIdle, c.Provisioner.CallTimeout+ReclaimMargin)
 	for i := range c.RunnerGroups {
 		g := &c.RunnerGroups[i]
+		if g.MaxRunners == 0 {
+			// An explicit max_runners: 0 is found by validate in the file.
+			g.MaxRunners = DefaultMaxRunners
+		}
 		if g.RepositoryAccess.AllowsPublicRepositories == nil {
 			t := true
 			g.RepositoryAccess.AllowsPublicRepositories = &t

@@ -46,7 +46,7 @@ func TestMatchGroup(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			g := cfg.MatchGroup(tc.owner, tc.repo, tc.labels)
+			g := cfg.MatchGroup(tc.owner, tc.repo, "CI", tc.labels)
 			if tc.want == "" {
 				require.Nil(t, g, "matched %v", g)
 				return
@@ -56,6 +56,50 @@ func TestMatchGroup(t *testing.T) {
 			require.Same(t, cfg.Group(tc.want), g, "returns a pointer into the config")
 		})
 	}
+}
+
+func names(gs []*RunnerGroup) []string {
+	out := []string{}
+	for _, g := range gs {
+		out = append(out, g.Name)
+	}
+	return out
+}
+
+func TestMatchGroupsOrdered(t *testing.T) {
+	t.Parallel()
+	cfg := &Config{RunnerGroups: []RunnerGroup{
+		{Name: "big", Organization: "o", Labels: []string{"linux", "big"}, SpillOver: true},
+		{Name: "linux", Organization: "o", Labels: []string{"linux"}},
+		{Name: "linux-2", Organization: "o", Labels: []string{"linux"}, SpillOver: true},
+		{Name: "release", Organization: "o", Labels: []string{"linux", "big"}, WorkflowName: "Release"},
+		{Name: "other", Organization: "p", Labels: []string{"linux"}, SpillOver: true},
+	}}
+	// Fewest extra labels first, then the order of the file.
+	require.Equal(t, []string{"linux", "linux-2", "big"}, names(cfg.MatchGroups("o", "app", "CI", []string{"linux"})))
+	// A group of the job's workflow comes before the groups of any workflow.
+	require.Equal(t, []string{"release", "linux", "linux-2", "big"}, names(cfg.MatchGroups("o", "app", "Release", []string{"linux"})))
+	require.Equal(t, "release", cfg.MatchGroup("o", "app", "Release", []string{"linux"}).Name)
+	require.Empty(t, cfg.MatchGroups("o", "app", "CI", []string{"arm64"}))
+	require.Nil(t, cfg.MatchGroup("o", "app", "CI", []string{"arm64"}))
+
+	// The candidates are the best group, then the later ones that accept spill-over.
+	require.Equal(t, []string{"linux", "linux-2", "big"}, names(cfg.JobGroups("o", "app", "CI", []string{"linux"})))
+	require.Equal(t, []string{"release", "linux-2", "big"}, names(cfg.JobGroups("o", "app", "Release", []string{"linux"})))
+	require.Equal(t, []string{"big"}, names(cfg.JobGroups("o", "app", "CI", []string{"big"})))
+	require.Empty(t, cfg.JobGroups("o", "app", "CI", []string{"gpu"}))
+}
+
+func TestMatchGroupWorkflowName(t *testing.T) {
+	t.Parallel()
+	cfg := &Config{RunnerGroups: []RunnerGroup{
+		{Name: "release", Organization: "o", Labels: []string{"linux"}, WorkflowName: "Release"},
+	}}
+	require.Equal(t, "release", cfg.MatchGroup("o", "app", "Release", []string{"linux"}).Name)
+	require.Nil(t, cfg.MatchGroup("o", "app", "release", []string{"linux"}), "case-sensitive")
+	require.Nil(t, cfg.MatchGroup("o", "app", "Release ", []string{"linux"}), "exact")
+	require.Nil(t, cfg.MatchGroup("o", "app", "CI", []string{"linux"}))
+	require.Nil(t, cfg.MatchGroup("o", "app", "", []string{"linux"}), "a job without workflow name")
 }
 
 func TestRunnerName(t *testing.T) {

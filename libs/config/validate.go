@@ -575,6 +575,17 @@ func redisURLProblem(raw string) string {
 }
 
 func (c *Config) validateGroups(v *validator) {
+	if len(c.RunnerGroups) == 0 {
+		// The line of runner_groups:, or of the document when it is absent.
+		// A list the decoder could not read is reported by the decoder.
+		n, line, ok := v.find(keyPath{"runner_groups"})
+		if !ok {
+			line = 1
+		}
+		if !ok || n == nil || len(n.Content) == 0 {
+			v.add(line, "runner_groups", "at least one runner group is required")
+		}
+	}
 	first := make(map[string]int) // group name -> index
 	for i := range c.RunnerGroups {
 		g := &c.RunnerGroups[i]
@@ -625,11 +636,24 @@ func (c *Config) validateGroups(v *validator) {
 			}
 		}
 
+		// SetDefaults turned an absent max_runners into DefaultMaxRunners;
+		// the file tells an explicit 0 from an absent key.
+		maxRunners, explicit := g.MaxRunners, v.set(p.with("max_runners"))
+		if n, _, ok := v.find(p.with("max_runners")); ok && explicit {
+			if x, err := strconv.Atoi(n.Value); err == nil {
+				maxRunners = x
+			}
+		}
 		switch {
-		case g.MaxRunners < 1:
-			v.at(p.with("max_runners"), "must be at least 1, got %d", g.MaxRunners)
-		case g.MaxRunners < g.MinRunners:
-			v.at(p.with("max_runners"), "%d is less than min_runners (%d)", g.MaxRunners, g.MinRunners)
+		case maxRunners < 1:
+			v.at(p.with("max_runners"), "must be at least 1, got %d", maxRunners)
+		case maxRunners < g.MinRunners && explicit:
+			v.at(p.with("max_runners"), "%d is less than min_runners (%d)", maxRunners, g.MinRunners)
+		case maxRunners < g.MinRunners:
+			v.at(p.with("max_runners"), "%d (the default) is less than min_runners (%d)", maxRunners, g.MinRunners)
+		}
+		if g.WorkflowName != "" && strings.TrimSpace(g.WorkflowName) == "" {
+			v.at(p.with("workflow_name"), "blank workflow name (leave it empty to serve every workflow)")
 		}
 		v.nonNegative(p.with("min_runners"), int64(g.MinRunners))
 

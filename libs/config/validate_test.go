@@ -111,8 +111,14 @@ func TestProblems(t *testing.T) {
 			"runner_groups[0].repository", "without the owner"},
 		{"max_runners zero", "runner_groups:\n  - name: small\n    organization: o\n    max_runners: 0 #<\n    labels: [l]\n    backend: {type: docker}\n", nil,
 			"runner_groups[0].max_runners", "must be at least 1, got 0"},
-		{"max_runners missing", "runner_groups:\n  - name: small #<\n    organization: o\n    labels: [l]\n    backend: {type: docker}\n", nil,
-			"runner_groups[0].max_runners", "must be at least 1, got 0"},
+		{"max_runners negative", "runner_groups:\n  - name: small\n    organization: o\n    max_runners: -2 #<\n    labels: [l]\n    backend: {type: docker}\n", nil,
+			"runner_groups[0].max_runners", "must be at least 1, got -2"},
+		{"min_runners above the default max_runners", "runner_groups:\n  - name: small #<\n    organization: o\n    min_runners: 21\n    labels: [l]\n    backend: {type: docker}\n", nil,
+			"runner_groups[0].max_runners", "20 (the default) is less than min_runners (21)"},
+		{"no runner group", "name: rm #<\n", nil, "runner_groups", "at least one runner group is required"},
+		{"empty runner_groups", "name: rm\nrunner_groups: [] #<\n", nil, "runner_groups", "at least one runner group is required"},
+		{"empty workflow_name", "runner_groups:\n  - name: small\n    organization: o\n    workflow_name: \" \" #<\n    labels: [l]\n    backend: {type: docker}\n", nil,
+			"runner_groups[0].workflow_name", "blank workflow name"},
 		{"max_runners below min_runners", "runner_groups:\n  - name: small\n    organization: o\n    max_runners: 2 #<\n    min_runners: 3\n    labels: [l]\n    backend: {type: docker}\n", nil,
 			"runner_groups[0].max_runners", "2 is less than min_runners (3)"},
 		{"min_runners negative", "runner_groups:\n  - name: small\n    organization: o\n    max_runners: 2\n    min_runners: -1 #<\n    labels: [l]\n    backend: {type: docker}\n", nil,
@@ -289,6 +295,28 @@ provisioner:
 	require.Equal(t, want, got, "problems:\n%v", err)
 	// One line per problem after the header.
 	require.Len(t, strings.Split(err.Error(), "\n"), len(want)+1)
+}
+
+func TestMaxRunnersDefault(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte("runner_groups:\n  - name: small\n    organization: o\n    labels: [l]\n    backend: {type: docker}\n"), validSecrets())
+	require.NoError(t, err)
+	require.Equal(t, DefaultMaxRunners, cfg.RunnerGroups[0].MaxRunners)
+	require.Equal(t, 20, cfg.RunnerGroups[0].MaxRunners)
+	require.Equal(t, 0, cfg.RunnerGroups[0].MinRunners)
+	require.False(t, cfg.RunnerGroups[0].SpillOver)
+	require.Empty(t, cfg.RunnerGroups[0].WorkflowName)
+}
+
+func TestEmptyFileNeedsARunnerGroup(t *testing.T) {
+	t.Parallel()
+	_, err := Parse(nil, validSecrets())
+	var ps Problems
+	require.True(t, errors.As(err, &ps), "want Problems, got %v", err)
+	require.Len(t, ps, 1)
+	require.Equal(t, "runner_groups", ps[0].Path)
+	require.Equal(t, 1, ps[0].Line)
+	require.Contains(t, ps[0].Message, "at least one runner group is required")
 }
 
 func TestParseMemory(t *testing.T) {

@@ -96,7 +96,7 @@ func New(cfg *config.Config, store *state.Store, log *slog.Logger, m *metrics.Me
 // in_progress and completed of a job that no longer matches, after a
 // configuration change) by the runner it names.
 func (h *Handlers) group(ctx context.Context, ev *rmv1.WorkflowJobEvent) (state.Group, bool, error) {
-	if g := h.cfg.MatchGroup(ev.GetOwner(), ev.GetRepository(), ev.GetLabels()); g != nil {
+	if g := h.cfg.MatchGroup(ev.GetOwner(), ev.GetRepository(), ev.GetWorkflowName(), ev.GetLabels()); g != nil {
 		sg, _ := command.Group(h.cfg, g.Name)
 		return sg, true, nil
 	}
@@ -167,7 +167,24 @@ func (h *Handlers) queued(ctx context.Context, log *slog.Logger, g state.Group, 
 	if ts := ev.GetCreatedAt(); ts != nil && ts.IsValid() && !ts.AsTime().IsZero() {
 		queuedAt = ts.AsTime()
 	}
-	out, err := h.store.Queued(ctx, g, ev.GetJobId(), queuedAt)
+	// g is the best group; the job may spill over to the next matching
+	// groups with spill_over (docs/configuration.md): the script counts it
+	// in the first that has room.
+	gs := []state.Group{g}
+	for _, c := range h.cfg.JobGroups(ev.GetOwner(), ev.GetRepository(), ev.GetWorkflowName(), ev.GetLabels()) {
+		if sg, _ := command.Group(h.cfg, c.Name); sg.Name != g.Name {
+			gs = append(gs, sg)
+		}
+	}
+	out, err := h.store.QueuedIn(ctx, gs, ev.GetJobId(), queuedAt)
+	if out.Group != "" && out.Group != g.Name {
+		for _, c := range gs {
+			if c.Name == out.Group {
+				g = c
+			}
+		}
+		log = log.With("spilled_to", g.Name)
+	}
 	h.created(g, out.Reserved, "queued")
 	if err != nil {
 		return err

@@ -374,3 +374,44 @@ func TestBusyResult(t *testing.T) {
 	require.Equal(t, state.ReasonJobCompleted, cmds[2].GetDelete().GetReason())
 	require.True(t, cmds[2].GetDelete().GetRegistrationGone())
 }
+
+// TestQueuedWorkflowNameAndSpillOver: a group with workflow_name serves only
+// that workflow's jobs; a job whose group is full spills over to a matching
+// group with spill_over, and its later events release that group's demand.
+func TestQueuedWorkflowNameAndSpillOver(t *testing.T) {
+	t.Parallel()
+	b := hsetup(t, 1)
+	release := b.cfg.RunnerGroups[0]
+	release.Name, release.WorkflowName, release.MaxRunners = "release", "Release", 5
+	spill := b.cfg.RunnerGroups[0]
+	spill.Name, spill.Labels, spill.SpillOver, spill.MaxRunners = "spill", []string{"linux", "large"}, true, 5
+	b.cfg.RunnerGroups = append(b.cfg.RunnerGroups, release, spill)
+	ctx := context.Background()
+	status := func(g string) state.GroupStatus {
+		st, err := b.store.GroupStatus(ctx, g)
+		require.NoError(t, err)
+		return st
+	}
+
+	ev := queued(1, "linux")
+	ev.WorkflowName = "Release"
+	b.event(t, ev)
+	require.EqualValues(t, 1, status("release").Demand, "the workflow's own group")
+
+	ev = queued(2, "linux")
+	ev.WorkflowName = "release" // case-sensitive: not the release group
+	b.event(t, ev)
+	require.EqualValues(t, 1, status("pool").Demand)
+	require.EqualValues(t, 0, status("spill").Demand)
+
+	// pool is full (max 1): the next job spills over.
+	b.event(t, queued(3, "linux"))
+	require.EqualValues(t, 1, status("pool").Demand)
+	require.EqualValues(t, 1, status("spill").Demand)
+	require.EqualValues(t, 1, status("spill").Total)
+
+	// Its completion (resolved by labels to pool) releases spill's demand.
+	b.event(t, &rmv1.WorkflowJobEvent{Action: "completed", JobId: 3, Labels: []string{"linux"}, Owner: "acme", Repository: "app"})
+	require.EqualValues(t, 0, status("spill").Demand)
+	require.EqualValues(t, 1, status("pool").Demand)
+}

@@ -325,10 +325,14 @@ func (c *CLI) configCheck(o *options, args []string) error {
 	if err != nil {
 		return err
 	}
-	err = config.Check(file)
+	cfg, err := config.Load(file)
 	var ps config.Problems
 	if err != nil && !errors.As(err, &ps) {
 		return fmt.Errorf("config check: %w", err)
+	}
+	var groups []config.RunnerGroup
+	if cfg != nil {
+		groups = cfg.RunnerGroups
 	}
 	if o.output == "json" {
 		type problem struct {
@@ -336,13 +340,28 @@ func (c *CLI) configCheck(o *options, args []string) error {
 			Path    string `json:"path,omitempty"`
 			Message string `json:"message"`
 		}
+		// group is what matching reads of a runner group (docs/configuration.md).
+		type group struct {
+			Name         string   `json:"name"`
+			Organization string   `json:"organization"`
+			Repository   string   `json:"repository"`
+			WorkflowName string   `json:"workflow_name"`
+			Labels       []string `json:"labels"`
+			MinRunners   int      `json:"min_runners"`
+			MaxRunners   int      `json:"max_runners"`
+			SpillOver    bool     `json:"spill_over"`
+		}
 		out := struct {
 			File     string    `json:"file"`
 			Valid    bool      `json:"valid"`
 			Problems []problem `json:"problems"`
+			Groups   []group   `json:"groups,omitempty"`
 		}{File: file, Valid: len(ps) == 0, Problems: []problem{}}
 		for _, p := range ps {
 			out.Problems = append(out.Problems, problem{p.Line, p.Path, p.Message})
+		}
+		for _, g := range groups {
+			out.Groups = append(out.Groups, group{g.Name, g.Organization, g.Repository, g.WorkflowName, g.Labels, g.MinRunners, g.MaxRunners, g.SpillOver})
 		}
 		if err := c.printJSON(out); err != nil {
 			return err
@@ -361,6 +380,19 @@ func (c *CLI) configCheck(o *options, args []string) error {
 		}
 		if len(ps) == 0 {
 			fmt.Fprintf(c.Stdout, "%s: valid\n", file)
+			// The groups in the order of the file, as a job finds them.
+			tw := newTable(c.Stdout)
+			row(tw, "GROUP", "ORGANIZATION", "REPOSITORY", "WORKFLOW", "LABELS", "MIN", "MAX", "SPILL-OVER")
+			for _, g := range groups {
+				spill := "no"
+				if g.SpillOver {
+					spill = "yes"
+				}
+				row(tw, g.Name, g.Organization, dash(g.Repository), dash(g.WorkflowName), strings.Join(g.Labels, ","), g.MinRunners, g.MaxRunners, spill)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
 		}
 	}
 	if len(ps) > 0 {

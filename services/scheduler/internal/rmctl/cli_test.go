@@ -348,11 +348,15 @@ func TestConfigCheck(t *testing.T) {
 	good := filepath.Join("testdata", "good.yaml")
 	r := run(t, nil, "config", "check", good)
 	require.Equal(t, ExitOK, r.code, r.stderr+r.stdout)
-	require.Equal(t, good+": valid\n", r.stdout)
+	require.True(t, strings.HasPrefix(r.stdout, good+": valid\n"), r.stdout)
+	// The groups as a job finds them: workflow, labels, limits, spill-over.
+	golden(t, "config-check-good", r.stdout)
 
 	r = run(t, nil, "config", "check", good, "-o", "json")
 	require.Equal(t, ExitOK, r.code)
-	require.JSONEq(t, `{"file":"`+good+`","valid":true,"problems":[]}`, r.stdout)
+	require.JSONEq(t, `{"file":"`+good+`","valid":true,"problems":[],"groups":[
+		{"name":"small","organization":"my-org","repository":"","workflow_name":"","labels":["linux"],"min_runners":0,"max_runners":2,"spill_over":false},
+		{"name":"release","organization":"my-org","repository":"app","workflow_name":"Release","labels":["linux","large"],"min_runners":0,"max_runners":20,"spill_over":true}]}`, r.stdout)
 
 	bad := filepath.Join("testdata", "bad.yaml")
 	r = run(t, nil, "config", "check", bad)

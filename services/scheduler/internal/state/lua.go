@@ -152,19 +152,44 @@ func newScript(body string) *redis.Script {
 }
 
 // Queued: ARGV[4] job id, ARGV[5] queued_at, ARGV[6] TTL of an active job (ms),
-// group block at 7. A known job (any status) changes nothing.
-// Returns {applied, reserved, short}.
+// ARGV[7] k, then k group blocks: the job's candidate groups in order of
+// preference. The job is counted in the first that has room for it (a free
+// runner not claimed by its demand, or fewer runners than max_runners out of
+// create backoff), else in the first. A known job (any status) changes
+// nothing. Returns {applied, reserved, short, index of the group (1-based)}.
 var scriptQueued = newScript(`
-local g = readgroup(7)
-local err = guard(g)
-if err then return err end
+local k = tonumber(ARGV[7])
+local gs = {}
+local i = 8
+for c = 1, k do
+  gs[c] = readgroup(i)
+  i = i + 5 + 4 * #gs[c].cands
+end
+for c = 1, k do
+  local err = guard(gs[c])
+  if err then return err end
+end
 local jk = jkey(ARGV[4])
-if redis.call('EXISTS', jk) == 1 then return {0, {}, 0} end
+if redis.call('EXISTS', jk) == 1 then return {0, {}, 0, 1} end
+local pick = 1
+for c = 1, k do
+  local g = gs[c]
+  if g.name ~= '' and g.max > 0 then
+    local nfree = redis.call('ZCARD', gkey(g.name, 'free'))
+    local ndemand = redis.call('ZCARD', gkey(g.name, 'demand'))
+    local total = redis.call('ZCARD', gkey(g.name, 'runners'))
+    if nfree > ndemand or (total < g.max and redis.call('EXISTS', gkey(g.name, 'backoff')) == 0) then
+      pick = c
+      break
+    end
+  end
+end
+local g = gs[pick]
 redis.call('HSET', jk, 'status', 'queued', 'group', g.name, 'queued_at', ARGV[5])
 redis.call('PEXPIRE', jk, ARGV[6])
 redis.call('ZADD', gkey(g.name, 'demand'), ARGV[5], ARGV[4])
 local reserved, short = topup(g)
-return {1, reserved, short}
+return {1, reserved, short, pick}
 `)
 
 // InProgress: ARGV[4] job id, ARGV[5] in_progress_at, ARGV[6] runner name,

@@ -197,6 +197,8 @@ func (s *Store) TopUp(ctx context.Context, g Group) (Reservation, error) {
 type QueuedOutcome struct {
 	// Known: the job was already known (duplicate or late event); nothing changed.
 	Known bool
+	// Group is the group the job was counted in ("" when Known).
+	Group string
 	Reservation
 }
 
@@ -204,25 +206,49 @@ type QueuedOutcome struct {
 // the runners the group now lacks, all in one script. A job already known, in
 // any status, changes nothing.
 func (s *Store) Queued(ctx context.Context, g Group, jobID int64, queuedAt time.Time) (QueuedOutcome, error) {
+	return s.QueuedIn(ctx, []Group{g}, jobID, queuedAt)
+}
+
+// QueuedIn records a queued job in one of its candidate groups gs, in order
+// of preference (config.JobGroups): the first that has room for it (a free
+// runner not claimed by the group's demand, or fewer runners than
+// max_runners out of create backoff), else the first. The choice, the job
+// record, its demand and the runners the chosen group now lacks are one
+// script, so the job is counted in exactly one group. A job already known, in
+// any status, changes nothing.
+func (s *Store) QueuedIn(ctx context.Context, gs []Group, jobID int64, queuedAt time.Time) (QueuedOutcome, error) {
+	if len(gs) == 0 {
+		return QueuedOutcome{}, fmt.Errorf("record queued job %d: no group", jobID)
+	}
 	now := s.opt.Now()
 	if queuedAt.IsZero() {
 		queuedAt = now
 	}
-	cands, err := s.candidates(ctx, g, jobID, s.opt.Batch)
-	if err != nil {
-		return QueuedOutcome{}, err
+	args := append(s.header(now), jobID, ms(queuedAt), s.opt.ActiveJobTTL.Milliseconds(), len(gs))
+	for _, g := range gs {
+		cands, err := s.candidates(ctx, g, jobID, s.opt.Batch)
+		if err != nil {
+			return QueuedOutcome{}, err
+		}
+		args = append(args, groupBlock(g, cands)...)
 	}
-	args := append(s.header(now), jobID, ms(queuedAt), s.opt.ActiveJobTTL.Milliseconds())
-	args = append(args, groupBlock(g, cands)...)
 	v, err := scriptQueued.Run(ctx, s.rdb, nil, args...).Result()
 	if err != nil {
-		return QueuedOutcome{}, fmt.Errorf("record queued job %d of group %s: %w", jobID, g.Name, err)
+		return QueuedOutcome{}, fmt.Errorf("record queued job %d of group %s: %w", jobID, gs[0].Name, err)
 	}
 	arr, names, short, err := reply(v)
-	if err != nil {
-		return QueuedOutcome{}, fmt.Errorf("record queued job %d: %w", jobID, err)
+	if err != nil || len(arr) < 4 {
+		return QueuedOutcome{}, fmt.Errorf("record queued job %d: unexpected reply %v", jobID, v)
 	}
+	pick, _ := arr[3].(int64)
+	if pick < 1 || int(pick) > len(gs) {
+		return QueuedOutcome{}, fmt.Errorf("record queued job %d: unexpected group index %d", jobID, pick)
+	}
+	g := gs[pick-1]
 	out := QueuedOutcome{Known: arr[0] == int64(0)}
+	if !out.Known {
+		out.Group = g.Name
+	}
 	out.Reserved, err = s.finish(ctx, g, jobID, names, short)
 	return out, err
 }

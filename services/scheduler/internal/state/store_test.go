@@ -865,3 +865,72 @@ func TestGroupBackoffGrowsWithConsecutiveFailures(t *testing.T) {
 	require.Equal(t, state.FailureReleased, out)
 	require.InDelta(t, base.Seconds(), backoff().Seconds(), 1)
 }
+
+// TestQueuedSpillOver: a job is counted in the first of its candidate groups
+// that has room (a free runner not claimed by demand, or fewer runners than
+// max_runners), else in the first; always in exactly one group.
+func TestQueuedSpillOver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	a := state.Group{Name: "a", Backend: "docker", MinRunners: 1, MaxRunners: 1}
+	sp := state.Group{Name: "b", Backend: "docker", MaxRunners: 2}
+	both := []state.Group{a, sp}
+
+	// a's idle runner (min_runners) is room for the first job.
+	_, err := b.store.TopUp(ctx, a)
+	require.NoError(t, err)
+	out, err := b.store.QueuedIn(ctx, both, 1, b.now)
+	require.NoError(t, err)
+	require.Equal(t, "a", out.Group)
+	require.Empty(t, out.Reserved, "a's free runner serves it")
+
+	// a is full: the next jobs go to b, up to its max_runners.
+	for job := int64(2); job <= 3; job++ {
+		out, err = b.store.QueuedIn(ctx, both, job, b.now)
+		require.NoError(t, err)
+		require.Equal(t, "b", out.Group, "job %d", job)
+		require.Len(t, out.Reserved, 1)
+		require.True(t, strings.HasPrefix(out.Reserved[0], "rm-b-"), out.Reserved[0])
+		j, ok, err := b.store.Job(ctx, job)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "b", j.Group)
+	}
+	// Both full: the job waits in the first group.
+	out, err = b.store.QueuedIn(ctx, both, 4, b.now)
+	require.NoError(t, err)
+	require.Equal(t, "a", out.Group)
+	require.Empty(t, out.Reserved)
+
+	require.EqualValues(t, 2, b.card(t, b.keys.GroupDemand("a")))
+	require.EqualValues(t, 2, b.card(t, b.keys.GroupDemand("b")))
+	require.EqualValues(t, 1, b.card(t, b.keys.GroupRunners("a")))
+	require.EqualValues(t, 2, b.card(t, b.keys.GroupRunners("b")))
+
+	// A duplicate changes nothing, whatever the room now.
+	out, err = b.store.QueuedIn(ctx, []state.Group{sp, a}, 2, b.now)
+	require.NoError(t, err)
+	require.True(t, out.Known)
+	require.EqualValues(t, 2, b.card(t, b.keys.GroupDemand("b")))
+	require.EqualValues(t, 2, b.card(t, b.keys.GroupDemand("a")))
+
+	// The job's later events release the demand of the group it was counted in.
+	_, err = b.store.Completed(ctx, a, state.JobUpdate{JobID: 2})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, b.card(t, b.keys.GroupDemand("b")))
+	require.EqualValues(t, 2, b.card(t, b.keys.GroupDemand("a")))
+
+	// A group in create backoff has no room unless a runner is free.
+	c := state.Group{Name: "c", Backend: "docker", MaxRunners: 5}
+	require.NoError(t, b.rdb.Set(ctx, b.keys.GroupBackoff("c"), "1", time.Minute).Err())
+	d := state.Group{Name: "d", Backend: "docker", MaxRunners: 5}
+	out, err = b.store.QueuedIn(ctx, []state.Group{c, d}, 10, b.now)
+	require.NoError(t, err)
+	require.Equal(t, "d", out.Group)
+
+	// A single group is Queued.
+	out, err = b.store.Queued(ctx, c, 11, b.now)
+	require.NoError(t, err)
+	require.Equal(t, "c", out.Group)
+}
