@@ -17,6 +17,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/config"
 )
 
@@ -31,12 +32,7 @@ const (
 // Download is the runner package a VM installs: without a pinned
 // runner_version, the one GitHub's downloads API offers for the group's
 // architecture (the provisioner runtime resolves it for each create).
-type Download struct {
-	Version string
-	URL     string
-	// SHA256 of the archive in hexadecimal; required.
-	SHA256 string
-}
+type Download = backend.RunnerPackage
 
 // Cloud names where the script runs; it decides how the JIT config arrives.
 type Cloud string
