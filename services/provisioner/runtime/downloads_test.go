@@ -46,13 +46,13 @@ func (c *manualClock) Advance(d time.Duration) {
 // vmBundle is a provisioner of a VM backend type (the in-memory backend
 // records what the runtime hands the real one).
 type vmBundle struct {
-	typ   string
-	gh    *runtimetest.GitHub
-	mem   *memory.Backend
-	clock *manualClock
-	pub   *stream.Publisher
-	keys  keys.Keys
-	seq   int
+	typ     string
+	gh      *runtimetest.GitHub
+	mem     *memory.Backend
+	clock   *manualClock
+	pub     *stream.Publisher
+	keys    keys.Keys
+	seq     int
 	results func(t *testing.T) []*rmv1.ProvisionResult
 }
 
