@@ -272,15 +272,17 @@ type RunnerApplication struct {
 }
 
 // ListRunnerApplications returns the runner packages GitHub offers the scope
-// (GET .../actions/runners/downloads). The call has PriorityLow unless ctx
-// says otherwise. temp_download_token is not read: it is a credential.
+// (GET .../actions/runners/downloads). A VM runner cannot start without
+// it, so the call has PriorityHigh (the reserve is for the calls that start
+// runners) unless ctx says otherwise; the provisioner makes it about once an
+// hour per scope. temp_download_token is not read: it is a credential.
 func (c *Client) ListRunnerApplications(ctx context.Context, scope Scope) ([]RunnerApplication, error) {
 	op := "list runner downloads of " + scope.String()
 	prefix, err := scope.path()
 	if err != nil {
 		return nil, invalid(op, "%v", err)
 	}
-	ctx = withDefaultPriority(ctx, PriorityLow)
+	ctx = withDefaultPriority(ctx, PriorityHigh)
 	var out []RunnerApplication
 	err = c.call(ctx, op, false, func(ctx context.Context) error {
 		out = nil
