@@ -291,3 +291,27 @@ func TestRateLimitIsWaitedOut(t *testing.T) {
 	require.NoError(t, b.fake.SetFaults(fakegithub.Faults{}))
 	require.NoError(t, <-done)
 }
+
+// The runner downloads API, at both levels: the linux packages the
+// provisioner installs, each with its checksum.
+func TestRunnerApplications(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil, nil)
+	for _, scope := range []github.Scope{github.OrgScope("acme"), github.RepoScope("acme", "app")} {
+		apps, err := b.client.ListRunnerApplications(ctx(t), scope)
+		require.NoError(t, err, scope.String())
+		found := map[string]github.RunnerApplication{}
+		for _, a := range apps {
+			found[a.OS+"-"+a.Architecture] = a
+		}
+		for _, arch := range []string{"x64", "arm64"} {
+			a, ok := found["linux-"+arch]
+			require.True(t, ok, "%s: no linux-%s package in %v", scope, arch, apps)
+			file := "actions-runner-linux-" + arch + "-" + fakegithub.RunnerVersion + ".tar.gz"
+			require.Equal(t, file, a.Filename)
+			require.Equal(t, "https://github.com/actions/runner/releases/download/v"+fakegithub.RunnerVersion+"/"+file, a.DownloadURL)
+			require.Equal(t, fakegithub.RunnerDownloadChecksum(file), a.SHA256Checksum)
+			require.Len(t, a.SHA256Checksum, 64)
+		}
+	}
+}

@@ -43,6 +43,8 @@ var routesToCover = []string{
 	"GET /repos/{owner}/{repo}/actions/runners/{runner_id}",
 	"DELETE /orgs/{org}/actions/runners/{runner_id}",
 	"DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}",
+	"GET /orgs/{org}/actions/runners/downloads",
+	"GET /repos/{owner}/{repo}/actions/runners/downloads",
 	"GET /orgs/{org}/actions/runners/{runner_id}/labels",
 	"GET /repos/{owner}/{repo}/actions/runners/{runner_id}/labels",
 	"GET /orgs/{org}/actions/runner-groups",
@@ -371,6 +373,8 @@ func TestFakeConformsToGitHubOpenAPI(t *testing.T) {
 	require.Equal(t, 200, h.api("GET", "/orgs/acme/actions/runners?per_page=1&page=2", nil, nil))
 	require.Equal(t, 200, h.api("GET", "/orgs/acme/actions/runners?name=rm-small-1", nil, nil))
 	require.Equal(t, 200, h.api("GET", "/repos/acme/app/actions/runners", nil, nil))
+	require.Equal(t, 200, h.api("GET", "/orgs/acme/actions/runners/downloads", nil, nil))
+	require.Equal(t, 200, h.api("GET", "/repos/acme/app/actions/runners/downloads", nil, nil))
 	require.Equal(t, 200, h.api("GET", fmt.Sprintf("/orgs/acme/actions/runners/%d", org.Runner.ID), nil, nil))
 	require.Equal(t, 200, h.api("GET", fmt.Sprintf("/orgs/acme/actions/runners/%d/labels", org.Runner.ID), nil, nil))
 	require.Equal(t, 200, h.api("GET", fmt.Sprintf("/repos/acme/app/actions/runners/%d", repo.Runner.ID), nil, nil))

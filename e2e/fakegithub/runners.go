@@ -3,6 +3,7 @@ package fakegithub
 import (
 	"cmp"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -576,4 +577,37 @@ func (s *Server) canRunLocked(rn *runner, j *job) bool {
 	}
 	g := o.groups[rn.groupID]
 	return g != nil && g.allows(j.repo)
+}
+
+// RunnerDownloads are the runner packages of RunnerVersion that the fake
+// offers (GET .../actions/runners/downloads), as GitHub lists them. The
+// checksum of each is the SHA-256 of its file name: the fake serves no
+// archives, so a test can compute it (RunnerDownloadChecksum).
+func RunnerDownloads() []map[string]any {
+	var out []map[string]any
+	for _, p := range []struct{ os, arch, ext string }{
+		{"osx", "x64", "tar.gz"}, {"osx", "arm64", "tar.gz"},
+		{"linux", "x64", "tar.gz"}, {"linux", "arm", "tar.gz"}, {"linux", "arm64", "tar.gz"},
+		{"win", "x64", "zip"}, {"win", "arm64", "zip"},
+	} {
+		file := fmt.Sprintf("actions-runner-%s-%s-%s.%s", p.os, p.arch, RunnerVersion, p.ext)
+		out = append(out, map[string]any{
+			"os":              p.os,
+			"architecture":    p.arch,
+			"download_url":    "https://github.com/actions/runner/releases/download/v" + RunnerVersion + "/" + file,
+			"filename":        file,
+			"sha256_checksum": RunnerDownloadChecksum(file),
+		})
+	}
+	return out
+}
+
+// RunnerDownloadChecksum is the checksum the fake gives the package file.
+func RunnerDownloadChecksum(file string) string {
+	sum := sha256.Sum256([]byte(file))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Server) listRunnerDownloads(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, RunnerDownloads())
 }

@@ -214,6 +214,8 @@ func (s *Server) routes() {
 	handle("GET /repos/{owner}/{repo}/actions/runners", s.listRunners)
 	handle("GET /orgs/{org}/actions/runners/{runner_id}", s.getRunner)
 	handle("GET /repos/{owner}/{repo}/actions/runners/{runner_id}", s.getRunner)
+	handle("GET /orgs/{org}/actions/runners/downloads", s.listRunnerDownloads)
+	handle("GET /repos/{owner}/{repo}/actions/runners/downloads", s.listRunnerDownloads)
 	handle("DELETE /orgs/{org}/actions/runners/{runner_id}", s.deleteRunner)
 	handle("DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}", s.deleteRunner)
 	handle("GET /orgs/{org}/actions/runners/{runner_id}/labels", s.runnerLabels)

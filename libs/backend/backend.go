@@ -31,6 +31,19 @@ type RunnerSpec struct {
 	JITConfig config.Secret
 	// InstanceSpec is the JSON of the group's backend section.
 	InstanceSpec []byte
+	// Runner is the runner package a VM installs when its bootstrap pins no
+	// runner_version: the one GitHub's runner downloads API offers for the
+	// group's architecture, resolved by the provisioner runtime. Nil for
+	// Docker and for a pinned version.
+	Runner *RunnerPackage
+}
+
+// RunnerPackage is a runner archive and its checksum.
+type RunnerPackage struct {
+	Version string
+	URL     string
+	// SHA256 of the archive in hexadecimal; the VM refuses a mismatch.
+	SHA256 string
 }
 
 // Instance is one runner's instance on a backend.

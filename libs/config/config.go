@@ -290,11 +290,20 @@ func IsDockerSocketMount(source string) bool {
 	return false
 }
 
+// Runner architectures of a VM backend (its architecture field).
+const (
+	ArchX64   = "x64"
+	ArchARM64 = "arm64"
+)
+
 // RunnerBootstrap is the runner installation on a VM, shared by AWS and GCP.
 type RunnerBootstrap struct {
-	// RunnerVersion of the actions runner to install, e.g. 2.321.0.
+	// RunnerVersion pins the actions runner to install, e.g. 2.321.0 (then
+	// RunnerSHA256 is required); empty installs the version GitHub's
+	// runner downloads API offers the scope (checksum verified).
 	RunnerVersion string `yaml:"runner_version" json:"runner_version,omitempty"`
-	// RunnerDownloadURL, with {version} replaced; defaults to GitHub's release asset.
+	// RunnerDownloadURL of a pinned RunnerVersion, with {version} and {arch}
+	// replaced; defaults to GitHub's release asset.
 	RunnerDownloadURL string `yaml:"runner_download_url" json:"runner_download_url,omitempty"`
 	// RunnerSHA256 of the downloaded archive; the script refuses a mismatch.
 	RunnerSHA256 string `yaml:"runner_sha256" json:"runner_sha256,omitempty"`
@@ -314,6 +323,14 @@ type RunnerBootstrap struct {
 // BlocksMetadataServer is block_metadata_server with its default, true.
 func (b RunnerBootstrap) BlocksMetadataServer() bool {
 	return b.BlockMetadataServer == nil || *b.BlockMetadataServer
+}
+
+// RunnerArchitecture is an architecture field with its default, x64.
+func RunnerArchitecture(arch string) string {
+	if arch == "" {
+		return ArchX64
+	}
+	return arch
 }
 
 // Bool returns a pointer to v, for the optional booleans of the file.
@@ -349,6 +366,9 @@ type AWSSpec struct {
 	SpotFallbackOnDemand bool `yaml:"spot_fallback_on_demand" json:"spot_fallback_on_demand,omitempty"`
 	// Endpoint overrides the EC2 endpoint (tests, VPC endpoints).
 	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+	// Architecture of the instances' CPU, x64 or arm64 (empty: x64): it
+	// picks the runner package (linux-x64 or linux-arm64).
+	Architecture string `yaml:"architecture" json:"architecture,omitempty"`
 	// Bootstrap installs and starts the runner on the instance.
 	Bootstrap RunnerBootstrap `yaml:"bootstrap" json:"bootstrap"`
 }
@@ -403,6 +423,9 @@ type GCPSpec struct {
 	OperationTimeout time.Duration `yaml:"operation_timeout" json:"operation_timeout,omitempty"`
 	// Endpoint overrides the Compute Engine endpoint (tests, private access).
 	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+	// Architecture of the instances' CPU, x64 or arm64 (empty: x64): it
+	// picks the runner package (linux-x64 or linux-arm64).
+	Architecture string `yaml:"architecture" json:"architecture,omitempty"`
 	// Bootstrap installs and starts the runner on the instance.
 	Bootstrap RunnerBootstrap `yaml:"bootstrap" json:"bootstrap"`
 }

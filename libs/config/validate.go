@@ -773,6 +773,7 @@ func validateAWS(v *validator, a *AWSSpec, p keyPath) {
 		v.at(p.with("spot_fallback_on_demand"), "only meaningful with spot: true")
 	}
 	validateEndpoint(v, p.with("endpoint"), a.Endpoint)
+	validateArchitecture(v, p.with("architecture"), a.Architecture)
 	validateBootstrap(v, p.with("bootstrap"), a.Bootstrap)
 }
 
@@ -797,7 +798,14 @@ func validateGCP(v *validator, g *GCPSpec, p keyPath) {
 		v.at(p.with("spot_fallback_standard"), "only meaningful with spot: true")
 	}
 	validateEndpoint(v, p.with("endpoint"), g.Endpoint)
+	validateArchitecture(v, p.with("architecture"), g.Architecture)
 	validateBootstrap(v, p.with("bootstrap"), g.Bootstrap)
+}
+
+func validateArchitecture(v *validator, p keyPath, arch string) {
+	if arch != "" && arch != ArchX64 && arch != ArchARM64 {
+		v.at(p, "%q is not an architecture: x64 or arm64", arch)
+	}
 }
 
 func nonEmptyList(v *validator, p keyPath, list []string) {
@@ -821,6 +829,12 @@ func validateEndpoint(v *validator, p keyPath, s string) {
 }
 
 func validateBootstrap(v *validator, p keyPath, b RunnerBootstrap) {
+	if b.RunnerDownloadURL != "" && b.RunnerVersion == "" {
+		v.at(p.with("runner_download_url"), "needs runner_version (without it the runner comes from GitHub's downloads API)")
+	}
+	if b.RunnerVersion != "" && b.RunnerSHA256 == "" && b.StartupScript == "" {
+		v.at(p.with("runner_sha256"), "required with a pinned runner_version")
+	}
 	if b.RunnerSHA256 != "" && !sha256Hex.MatchString(b.RunnerSHA256) {
 		v.at(p.with("runner_sha256"), "not a SHA-256 in hexadecimal (64 characters)")
 	}

@@ -257,3 +257,40 @@ func wrapOp(op string, err error) error {
 	}
 	return err
 }
+
+// RunnerApplication is one runner package GitHub offers for download: the
+// archive of the current runner version for an OS and architecture.
+type RunnerApplication struct {
+	// OS: linux, osx or win.
+	OS string `json:"os"`
+	// Architecture: x64, arm64 or arm.
+	Architecture string `json:"architecture"`
+	DownloadURL  string `json:"download_url"`
+	Filename     string `json:"filename"`
+	// SHA256Checksum of the archive, in hexadecimal; GitHub may omit it.
+	SHA256Checksum string `json:"sha256_checksum"`
+}
+
+// ListRunnerApplications returns the runner packages GitHub offers the scope
+// (GET .../actions/runners/downloads). A VM runner cannot start without
+// it, so the call has PriorityHigh (the reserve is for the calls that start
+// runners) unless ctx says otherwise; the provisioner makes it about once an
+// hour per scope. temp_download_token is not read: it is a credential.
+func (c *Client) ListRunnerApplications(ctx context.Context, scope Scope) ([]RunnerApplication, error) {
+	op := "list runner downloads of " + scope.String()
+	prefix, err := scope.path()
+	if err != nil {
+		return nil, invalid(op, "%v", err)
+	}
+	ctx = withDefaultPriority(ctx, PriorityHigh)
+	var out []RunnerApplication
+	err = c.call(ctx, op, false, func(ctx context.Context) error {
+		out = nil
+		_, err := c.do(ctx, c.gh, http.MethodGet, prefix+"/actions/runners/downloads", nil, &out)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -97,6 +97,12 @@ func (r *Runtime) create(ctx context.Context, spec *rmv1.RunnerSpec, gc *groupCo
 		return nil, fmt.Errorf("create runner %s: %w", spec.GetName(), err)
 	}
 	st.backend = b
+	// Before registering: without a verified runner package there is
+	// nothing to start, and nothing to undo.
+	pkg, err := r.runnerPackage(ctx, g, st.scope)
+	if err != nil {
+		return nil, fmt.Errorf("create runner %s: %w", spec.GetName(), err)
+	}
 	req := github.JITRequest{Name: spec.GetName(), RunnerGroupID: groupID, Labels: slices.Clone(g.Labels)}
 	jit, err := r.generateJIT(ctx, st.scope, req)
 	if errors.Is(err, github.ErrConflict) {
@@ -150,6 +156,7 @@ func (r *Runtime) create(ctx context.Context, spec *rmv1.RunnerSpec, gc *groupCo
 			Labels:       slices.Clone(g.Labels),
 			JITConfig:    jit.Encoded,
 			InstanceSpec: gc.instanceSpec,
+			Runner:       pkg,
 		})
 	})
 	if err != nil {

@@ -26,6 +26,9 @@ type GitHub interface {
 	// GetRunnerGroupByName returns the organization's runner group called
 	// name, or github.ErrNotFound.
 	GetRunnerGroupByName(ctx context.Context, org, name string) (*github.RunnerGroup, error)
+	// ListRunnerApplications returns the runner packages GitHub offers the
+	// scope (the current version, per OS and architecture).
+	ListRunnerApplications(ctx context.Context, scope github.Scope) ([]github.RunnerApplication, error)
 }
 
 var _ GitHub = (*github.Client)(nil)

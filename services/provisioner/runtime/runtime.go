@@ -147,6 +147,8 @@ type Runtime struct {
 
 	groupsMu sync.Mutex
 	groups   map[string]int64 // "org/group" -> runner group id
+
+	downloads downloadCache
 }
 
 // New checks opts, applies the defaults and returns a Runtime.
@@ -197,8 +199,9 @@ func New(opts Options) (*Runtime, error) {
 	r := &Runtime{
 		opts: opts,
 		// The slowest create: a listing and a creation on the backend, and
-		// four GitHub calls (group, JIT, stale lookup and removal, JIT again).
-		budget:  2*opts.CallTimeout + 5*opts.GitHubTimeout,
+		// five GitHub calls (runner downloads, group, JIT, stale lookup and
+		// removal, JIT again).
+		budget:  2*opts.CallTimeout + 6*opts.GitHubTimeout,
 		log:     opts.Logger.With("backend", opts.Type),
 		pub:     opts.Publisher,
 		metrics: m,

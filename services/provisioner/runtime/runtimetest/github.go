@@ -6,6 +6,7 @@ package runtimetest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -32,7 +33,24 @@ const (
 	MethodGetRunnerByName      = "GetRunnerByName"
 	MethodDeleteRunner         = "DeleteRunner"
 	MethodGetRunnerGroupByName = "GetRunnerGroupByName"
+	MethodListRunnerApps       = "ListRunnerApplications"
 )
+
+// RunnerVersion is the version of the packages the fake's downloads API
+// offers; RunnerChecksum gives each its checksum.
+const RunnerVersion = "2.330.0"
+
+// RunnerChecksum is the SHA-256 the fake gives the runner package of os and arch.
+func RunnerChecksum(os, arch string) string {
+	sum := sha256.Sum256([]byte(os + "-" + arch + "-" + RunnerVersion))
+	return hex.EncodeToString(sum[:])
+}
+
+// RunnerURL is the download URL of the fake's package of os and arch.
+func RunnerURL(os, arch string) string {
+	return "https://github.com/actions/runner/releases/download/v" + RunnerVersion +
+		"/actions-runner-" + os + "-" + arch + "-" + RunnerVersion + ".tar.gz"
+}
 
 // GitHub is a thread-safe in-memory runtime.GitHub. Runner groups resolve to
 // a stable id per organization and name unless StrictGroups is set.
@@ -45,6 +63,7 @@ type GitHub struct {
 	failures     map[string][]error
 	calls        map[string]int
 	strictGroups bool
+	apps         []github.RunnerApplication
 }
 
 var _ runtime.GitHub = (*GitHub)(nil)
@@ -57,7 +76,37 @@ func NewGitHub() *GitHub {
 		groups:   map[string]int64{},
 		failures: map[string][]error{},
 		calls:    map[string]int{},
+		apps:     defaultApps(),
 	}
+}
+
+func defaultApps() []github.RunnerApplication {
+	var apps []github.RunnerApplication
+	for _, p := range [][2]string{{"osx", "x64"}, {"linux", "x64"}, {"linux", "arm"}, {"linux", "arm64"}, {"win", "x64"}} {
+		apps = append(apps, github.RunnerApplication{
+			OS: p[0], Architecture: p[1], DownloadURL: RunnerURL(p[0], p[1]),
+			Filename:       "actions-runner-" + p[0] + "-" + p[1] + "-" + RunnerVersion + ".tar.gz",
+			SHA256Checksum: RunnerChecksum(p[0], p[1]),
+		})
+	}
+	return apps
+}
+
+// SetRunnerApplications replaces what the downloads API answers.
+func (g *GitHub) SetRunnerApplications(apps []github.RunnerApplication) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.apps = slices.Clone(apps)
+}
+
+// ListRunnerApplications implements runtime.GitHub.
+func (g *GitHub) ListRunnerApplications(ctx context.Context, scope github.Scope) ([]github.RunnerApplication, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.begin(ctx, MethodListRunnerApps); err != nil {
+		return nil, err
+	}
+	return slices.Clone(g.apps), nil
 }
 
 // StrictGroups makes unknown runner groups ErrNotFound (only AddGroup's exist).

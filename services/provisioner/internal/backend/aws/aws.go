@@ -194,7 +194,7 @@ func checkSpec(manager string, spec config.AWSSpec) (*bootstrap.Script, error) {
 	if len(spec.InstanceTypes) == 0 && !lt {
 		problems = append(problems, "instance_types is required without a launch_template")
 	}
-	script, err := bootstrap.New(spec.Bootstrap)
+	script, err := bootstrap.NewArch(spec.Bootstrap, spec.Architecture)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -266,7 +266,7 @@ func (b *Backend) Create(ctx context.Context, r backend.RunnerSpec) (backend.Ins
 	} else if ok {
 		return inst, nil
 	}
-	script, err := b.script.Render(bootstrap.Vars{Cloud: bootstrap.AWS, RunnerName: r.Name, Group: r.Group, JITConfig: r.JITConfig})
+	script, err := b.script.Render(bootstrap.Vars{Cloud: bootstrap.AWS, Runner: r.Runner, RunnerName: r.Name, Group: r.Group, JITConfig: r.JITConfig})
 	if err != nil {
 		return backend.Instance{}, fmt.Errorf("create instance %s: %w: %w", r.Name, err, backend.ErrPermanent)
 	}

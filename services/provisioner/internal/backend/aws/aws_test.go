@@ -72,8 +72,16 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// testPackage is the runner package the runtime resolves from GitHub's
+// downloads API for a bootstrap that pins no version.
+var testPackage = &backend.RunnerPackage{
+	Version: "2.330.0",
+	URL:     "https://github.com/actions/runner/releases/download/v2.330.0/actions-runner-linux-x64-2.330.0.tar.gz",
+	SHA256:  "3f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a",
+}
+
 func runner(name string) backend.RunnerSpec {
-	return backend.RunnerSpec{Name: name, Group: "linux", JITConfig: config.Secret("JIT-" + name + "-c2VjcmV0")}
+	return backend.RunnerSpec{Name: name, Group: "linux", JITConfig: config.Secret("JIT-" + name + "-c2VjcmV0"), Runner: testPackage}
 }
 
 var jitRe = regexp.MustCompile(`(?m)^JITCONFIG='([^']*)'$`)
@@ -109,7 +117,7 @@ func TestSuite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return backend.RunnerSpec{InstanceSpec: js}
+			return backend.RunnerSpec{InstanceSpec: js, Runner: testPackage}
 		},
 		JITConfig: func(t *testing.T, name string) string { return jitOf(t, b.fake, name) },
 		Foreign: func(t *testing.T) backendtest.Foreign {
@@ -133,7 +141,7 @@ func TestSuite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return backend.RunnerSpec{InstanceSpec: js}
+			return backend.RunnerSpec{InstanceSpec: js, Runner: testPackage}
 		},
 		Concurrency: 6,
 	})

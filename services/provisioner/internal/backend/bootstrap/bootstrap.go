@@ -17,19 +17,22 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/config"
 )
 
 // Defaults of config.RunnerBootstrap.
 const (
-	DefaultRunnerVersion = "2.321.0"
-	// DefaultRunnerSHA256 is the checksum of actions-runner-linux-x64-2.321.0.tar.gz,
-	// as published in the release notes of actions/runner v2.321.0.
-	DefaultRunnerSHA256 = "ba46ba7ce3a4d7236b16fbe44419fb453bc08f866b24f04d549ec89f1722a29e"
-	// DefaultRunnerDownloadURL is GitHub's release asset; {version} is replaced.
-	DefaultRunnerDownloadURL = "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-x64-{version}.tar.gz"
+	// DefaultRunnerDownloadURL is GitHub's release asset of a pinned
+	// runner_version; {version} and {arch} (x64, arm64) are replaced.
+	DefaultRunnerDownloadURL = "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-{arch}-{version}.tar.gz"
 	DefaultRunnerUser        = "runner"
 )
+
+// Download is the runner package a VM installs: without a pinned
+// runner_version, the one GitHub's downloads API offers for the group's
+// architecture (the provisioner runtime resolves it for each create).
+type Download = backend.RunnerPackage
 
 // Cloud names where the script runs; it decides how the JIT config arrives.
 type Cloud string
@@ -73,6 +76,9 @@ type Vars struct {
 	JITConfig config.Secret
 	// JITConfigMetadataKey names the metadata key when Cloud is GCP.
 	JITConfigMetadataKey string
+	// Runner is the package to install when the bootstrap pins no
+	// runner_version (required then; ignored with a pin).
+	Runner *Download
 }
 
 //go:embed startup.sh.tmpl
@@ -90,45 +96,54 @@ var (
 
 // Script is a parsed template with a group's settings; safe for concurrent use.
 type Script struct {
-	tmpl *template.Template
-	base Data
+	tmpl   *template.Template
+	base   Data
+	pinned bool
 }
 
-// New checks the group's bootstrap settings, applies the defaults and parses
-// the template. A runner version or download URL other than the default needs
-// its runner_sha256: the script never installs an unverified archive.
-// Errors wrap config-free messages only.
-func New(b config.RunnerBootstrap) (*Script, error) {
+// New is NewArch for x64.
+func New(b config.RunnerBootstrap) (*Script, error) { return NewArch(b, config.ArchX64) }
+
+// NewArch checks the group's bootstrap settings, applies the defaults and
+// parses the template; arch (config.ArchX64, config.ArchARM64, "" for x64)
+// picks the archive of a pinned runner_version. A pinned runner_version
+// needs its runner_sha256; without a pin, each Render takes the package
+// GitHub offers (Vars.Runner): the script never installs an unverified
+// archive. Errors wrap config-free messages only.
+func NewArch(b config.RunnerBootstrap, arch string) (*Script, error) {
+	if arch == "" {
+		arch = config.ArchX64
+	}
+	if arch != config.ArchX64 && arch != config.ArchARM64 {
+		return nil, fmt.Errorf("%w: architecture %q is not x64 or arm64", errInvalid, arch)
+	}
 	d := Data{
 		RunnerVersion:       b.RunnerVersion,
 		RunnerSHA256:        strings.ToLower(b.RunnerSHA256),
 		RunnerUser:          b.RunnerUser,
 		BlockMetadataServer: b.BlocksMetadataServer(),
 	}
-	// The default archive has a known checksum; any other needs its own.
-	custom := (b.RunnerVersion != "" && b.RunnerVersion != DefaultRunnerVersion) || b.RunnerDownloadURL != ""
-	if d.RunnerVersion == "" {
-		d.RunnerVersion = DefaultRunnerVersion
-	}
-	url := b.RunnerDownloadURL
-	if url == "" {
-		url = DefaultRunnerDownloadURL
-	}
-	d.RunnerURL = strings.ReplaceAll(url, "{version}", d.RunnerVersion)
-	if d.RunnerSHA256 == "" && !custom {
-		d.RunnerSHA256 = DefaultRunnerSHA256
+	pinned := b.RunnerVersion != ""
+	if pinned {
+		url := b.RunnerDownloadURL
+		if url == "" {
+			url = DefaultRunnerDownloadURL
+		}
+		d.RunnerURL = strings.NewReplacer("{version}", d.RunnerVersion, "{arch}", arch).Replace(url)
 	}
 	if d.RunnerUser == "" {
 		d.RunnerUser = DefaultRunnerUser
 	}
 	switch {
-	case d.RunnerSHA256 == "" && b.StartupScript == "":
-		return nil, fmt.Errorf("%w: bootstrap.runner_sha256 is required with a runner_version or runner_download_url of your own", errInvalid)
+	case !pinned && b.RunnerDownloadURL != "":
+		return nil, fmt.Errorf("%w: bootstrap.runner_download_url needs runner_version (without it the runner comes from GitHub's downloads API)", errInvalid)
+	case pinned && d.RunnerSHA256 == "" && b.StartupScript == "":
+		return nil, fmt.Errorf("%w: bootstrap.runner_sha256 is required with a pinned runner_version", errInvalid)
 	case d.RunnerSHA256 != "" && !sha256Re.MatchString(d.RunnerSHA256):
 		return nil, fmt.Errorf("%w: bootstrap.runner_sha256 is not 64 hexadecimal digits", errInvalid)
 	case !userRe.MatchString(d.RunnerUser) || d.RunnerUser == "root":
 		return nil, fmt.Errorf("%w: bootstrap.runner_user %q is not an unprivileged user name", errInvalid, d.RunnerUser)
-	case !strings.HasPrefix(d.RunnerURL, "https://") && !strings.HasPrefix(d.RunnerURL, "http://"):
+	case pinned && !strings.HasPrefix(d.RunnerURL, "https://") && !strings.HasPrefix(d.RunnerURL, "http://"):
 		return nil, fmt.Errorf("%w: bootstrap.runner_download_url is not an http(s) URL", errInvalid)
 	}
 	text := builtin
@@ -141,8 +156,12 @@ func New(b config.RunnerBootstrap) (*Script, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: bootstrap.startup_script: %v", errInvalid, err)
 	}
-	return &Script{tmpl: tmpl, base: d}, nil
+	return &Script{tmpl: tmpl, base: d, pinned: pinned}, nil
 }
+
+// Pinned tells whether the bootstrap pins a runner_version: its renderings
+// need no Vars.Runner.
+func (s *Script) Pinned() bool { return s.pinned }
 
 // IsInvalid tells whether err is a configuration error of New.
 func IsInvalid(err error) bool { return errors.Is(err, errInvalid) }
@@ -152,6 +171,17 @@ func IsInvalid(err error) bool { return errors.Is(err, errInvalid) }
 func (s *Script) Render(v Vars) (string, error) {
 	d := s.base
 	d.Cloud, d.RunnerName, d.Group = v.Cloud, v.RunnerName, v.Group
+	if !s.pinned {
+		switch {
+		case v.Runner == nil:
+			return "", errors.New("render startup script: no runner package (no runner_version pinned and none from GitHub)")
+		case !sha256Re.MatchString(strings.ToLower(v.Runner.SHA256)):
+			return "", errors.New("render startup script: the runner package has no valid SHA-256 checksum")
+		case !strings.HasPrefix(v.Runner.URL, "https://") && !strings.HasPrefix(v.Runner.URL, "http://"):
+			return "", errors.New("render startup script: the runner package URL is not http(s)")
+		}
+		d.RunnerVersion, d.RunnerURL, d.RunnerSHA256 = v.Runner.Version, v.Runner.URL, strings.ToLower(v.Runner.SHA256)
+	}
 	switch v.Cloud {
 	case AWS:
 		if !v.JITConfig.IsSet() {

@@ -14,11 +14,21 @@ import (
 
 const jit = "eyJydW5uZXIiOiJ0ZXN0In0=secret'with\"quotes$(x)`y`"
 
+// latest is a runner package as GitHub's downloads API gives it.
+var latest = &Download{
+	Version: "2.330.0",
+	URL:     "https://github.com/actions/runner/releases/download/v2.330.0/actions-runner-linux-x64-2.330.0.tar.gz",
+	SHA256:  strings.Repeat("c4", 32),
+}
+
 func render(t *testing.T, b config.RunnerBootstrap, v Vars) string {
 	t.Helper()
 	s, err := New(b)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if v.Runner == nil {
+		v.Runner = latest
 	}
 	out, err := s.Render(v)
 	if err != nil {
@@ -53,11 +63,11 @@ func TestBuiltinTemplate(t *testing.T) {
 	}{
 		{
 			name: "aws embeds the JIT config, quoted",
-			vars: Vars{Cloud: AWS, RunnerName: "rm-g-abc", Group: "g", JITConfig: jit},
+			vars: Vars{Cloud: AWS, RunnerName: "rm-g-abc", Group: "g", JITConfig: jit, Runner: latest},
 			contains: []string{
 				"JITCONFIG=" + ShellQuote(jit),
-				"RUNNER_SHA256='" + DefaultRunnerSHA256 + "'",
-				"RUNNER_URL='https://github.com/actions/runner/releases/download/v2.321.0/actions-runner-linux-x64-2.321.0.tar.gz'",
+				"RUNNER_SHA256='" + latest.SHA256 + "'",
+				"RUNNER_URL='" + latest.URL + "'",
 				"RUNNER_USER='runner'",
 				"rm -f /var/lib/cloud/instance/user-data.txt",
 				"ExecStopPost=+$SYSTEMCTL poweroff",
@@ -113,11 +123,59 @@ func TestBuiltinTemplate(t *testing.T) {
 	}
 }
 
-func TestDefaultVersionNeedsNoChecksum(t *testing.T) {
+// Without runner_version, the package comes with each rendering (from
+// GitHub's downloads API); a rendering without it fails: the script never
+// installs an unverified archive.
+func TestUnpinnedTakesThePackageOfTheRendering(t *testing.T) {
 	t.Parallel()
-	script := render(t, config.RunnerBootstrap{RunnerVersion: DefaultRunnerVersion}, Vars{Cloud: AWS, JITConfig: "x"})
-	if !strings.Contains(script, "RUNNER_SHA256='"+DefaultRunnerSHA256+"'") {
-		t.Errorf("the default version is not checked against its known checksum")
+	s, err := New(config.RunnerBootstrap{})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if s.Pinned() {
+		t.Error("a bootstrap without runner_version is pinned")
+	}
+	if _, err := s.Render(Vars{Cloud: AWS, JITConfig: "x"}); err == nil || !strings.Contains(err.Error(), "no runner package") {
+		t.Errorf("Render without a package: %v, want a no-runner-package error", err)
+	}
+	if _, err := s.Render(Vars{Cloud: AWS, JITConfig: "x", Runner: &Download{Version: "2.330.0", URL: latest.URL}}); err == nil {
+		t.Error("Render with a package without checksum succeeded")
+	}
+	script, err := s.Render(Vars{Cloud: AWS, JITConfig: "x", Runner: latest})
+	if err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	for _, want := range []string{"RUNNER_URL='" + latest.URL + "'", "RUNNER_SHA256='" + latest.SHA256 + "'"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q", want)
+		}
+	}
+}
+
+// A pinned version ignores the package of the rendering and takes the
+// archive of the group's architecture.
+func TestPinnedVersionOfTheArchitecture(t *testing.T) {
+	t.Parallel()
+	sum := strings.Repeat("0a", 32)
+	for arch, file := range map[string]string{"": "linux-x64", "x64": "linux-x64", "arm64": "linux-arm64"} {
+		s, err := NewArch(config.RunnerBootstrap{RunnerVersion: "2.321.0", RunnerSHA256: sum}, arch)
+		if err != nil {
+			t.Fatalf("NewArch(%q): %v", arch, err)
+		}
+		if !s.Pinned() {
+			t.Errorf("runner_version %q is not pinned", "2.321.0")
+		}
+		script, err := s.Render(Vars{Cloud: AWS, JITConfig: "x", Runner: latest})
+		if err != nil {
+			t.Fatalf("Render: %v", err)
+		}
+		want := "RUNNER_URL='https://github.com/actions/runner/releases/download/v2.321.0/actions-runner-" + file + "-2.321.0.tar.gz'"
+		if !strings.Contains(script, want) || !strings.Contains(script, "RUNNER_SHA256='"+sum+"'") {
+			t.Errorf("arch %q: script lacks %q or the pinned checksum", arch, want)
+		}
+	}
+	if _, err := NewArch(config.RunnerBootstrap{}, "sparc"); err == nil || !IsInvalid(err) {
+		t.Errorf("NewArch(sparc): %v, want an invalid-configuration error", err)
 	}
 }
 
@@ -152,12 +210,13 @@ func TestNewRejects(t *testing.T) {
 		want string
 	}{
 		{"own version without checksum", config.RunnerBootstrap{RunnerVersion: "2.330.0"}, "runner_sha256 is required"},
-		{"default version, another checksum", config.RunnerBootstrap{RunnerVersion: DefaultRunnerVersion, RunnerSHA256: "zz"}, "64 hexadecimal"},
-		{"own URL without checksum", config.RunnerBootstrap{RunnerDownloadURL: "https://x/{version}"}, "runner_sha256 is required"},
+		{"pinned version without checksum", config.RunnerBootstrap{RunnerVersion: "2.321.0"}, "runner_sha256 is required"},
+		{"pinned version, bad checksum", config.RunnerBootstrap{RunnerVersion: "2.321.0", RunnerSHA256: "zz"}, "64 hexadecimal"},
+		{"own URL without a version", config.RunnerBootstrap{RunnerDownloadURL: "https://x/{version}", RunnerSHA256: strings.Repeat("ab", 32)}, "runner_download_url needs runner_version"},
 		{"bad checksum", config.RunnerBootstrap{RunnerSHA256: "abc"}, "64 hexadecimal"},
 		{"root user", config.RunnerBootstrap{RunnerUser: "root"}, "unprivileged"},
 		{"odd user", config.RunnerBootstrap{RunnerUser: "a b"}, "unprivileged"},
-		{"not http", config.RunnerBootstrap{RunnerDownloadURL: "file:///x", RunnerSHA256: DefaultRunnerSHA256}, "http(s)"},
+		{"not http", config.RunnerBootstrap{RunnerVersion: "2.321.0", RunnerDownloadURL: "file:///x", RunnerSHA256: strings.Repeat("ab", 32)}, "http(s)"},
 		{"bad template", config.RunnerBootstrap{StartupScript: "{{.Nope"}, "startup_script"},
 	}
 	for _, tt := range tests {

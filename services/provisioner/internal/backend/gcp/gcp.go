@@ -174,7 +174,7 @@ func checkSpec(manager string, spec config.GCPSpec) (*bootstrap.Script, error) {
 	case spec.Image != "" && spec.ImageFamily != "":
 		problems = append(problems, "image and image_family are exclusive")
 	}
-	script, err := bootstrap.New(spec.Bootstrap)
+	script, err := bootstrap.NewArch(spec.Bootstrap, spec.Architecture)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -221,7 +221,7 @@ func (b *Backend) Create(ctx context.Context, r backend.RunnerSpec) (backend.Ins
 	} else if ok {
 		return inst, nil
 	}
-	script, err := b.script.Render(bootstrap.Vars{Cloud: bootstrap.GCP, RunnerName: r.Name, Group: r.Group, JITConfigMetadataKey: MetadataJITConfig})
+	script, err := b.script.Render(bootstrap.Vars{Cloud: bootstrap.GCP, Runner: r.Runner, RunnerName: r.Name, Group: r.Group, JITConfigMetadataKey: MetadataJITConfig})
 	if err != nil {
 		return backend.Instance{}, fmt.Errorf("create instance %s: %w: %w", r.Name, err, backend.ErrPermanent)
 	}

@@ -79,8 +79,16 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// testPackage is the runner package the runtime resolves from GitHub's
+// downloads API for a bootstrap that pins no version.
+var testPackage = &backend.RunnerPackage{
+	Version: "2.330.0",
+	URL:     "https://github.com/actions/runner/releases/download/v2.330.0/actions-runner-linux-x64-2.330.0.tar.gz",
+	SHA256:  "3f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a",
+}
+
 func runner(name string) backend.RunnerSpec {
-	return backend.RunnerSpec{Name: name, Group: "linux", JITConfig: config.Secret("JIT-" + name + "-c2VjcmV0")}
+	return backend.RunnerSpec{Name: name, Group: "linux", JITConfig: config.Secret("JIT-" + name + "-c2VjcmV0"), Runner: testPackage}
 }
 
 // routed sends Create to the Backend of the runner's instance spec, as the runtime does.
@@ -114,7 +122,7 @@ func TestSuite(t *testing.T) {
 			return routed{Backend: b.open(t, WithPageSize(3)), factory: factory}
 		},
 		Spec: func(t *testing.T, name string) backend.RunnerSpec {
-			return backend.RunnerSpec{InstanceSpec: specJSON(t, b.spec)}
+			return backend.RunnerSpec{InstanceSpec: specJSON(t, b.spec), Runner: testPackage}
 		},
 		JITConfig: func(t *testing.T, name string) string {
 			for _, i := range b.fake.ByLabel(LabelRunner, name) {
@@ -142,7 +150,7 @@ func TestSuite(t *testing.T) {
 		InvalidSpec: func(t *testing.T, name string) backend.RunnerSpec {
 			s := b.spec
 			s.ImageFamily, s.ImageProject, s.Image = "", "", "missing"
-			return backend.RunnerSpec{InstanceSpec: specJSON(t, s)}
+			return backend.RunnerSpec{InstanceSpec: specJSON(t, s), Runner: testPackage}
 		},
 	})
 	if left := b.fake.ByLabel(LabelManager, manager); len(left) != 0 {
