@@ -449,7 +449,14 @@ func (s *Server) jobAcknowledged(runnerID, jobID int64) {
 	if rn == nil || j == nil {
 		return
 	}
-	if j.status != StatusQueued || j.assignedTo != runnerID {
+	s.acknowledgeLocked(rn, j)
+}
+
+// acknowledgeLocked moves the job the runner received to in progress, or,
+// when it was cancelled meanwhile, tells the runner so and removes it.
+func (s *Server) acknowledgeLocked(rn *runner, j *job) {
+	jobID := j.id
+	if j.status != StatusQueued || j.assignedTo != rn.id {
 		// cancelled meanwhile: tell the runner; its registration is used up
 		if rn.conn != nil {
 			rn.conn.send(runnerapi.Message{Type: runnerapi.TypeCancel, Job: &runnerapi.Job{ID: jobID}})
@@ -503,6 +510,11 @@ func (s *Server) runnerComplete(w http.ResponseWriter, r *http.Request) {
 	if j == nil || rn.jobID != jobID {
 		http.Error(w, "not this runner's job", http.StatusConflict)
 		return
+	}
+	if j.status == StatusQueued && j.assignedTo == rn.id {
+		// A short job can end before the connect stream has marked it
+		// acknowledged: its completion proves the runner received it.
+		s.acknowledgeLocked(rn, j)
 	}
 	if j.status == StatusInProgress {
 		s.completeJobLocked(j, c.Conclusion)
