@@ -4,7 +4,6 @@
 package redistest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -104,21 +102,7 @@ func (s *Server) Restart() {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
 	s.cmd = cmd
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
-	defer rdb.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on %s did not answer: %v", s.Addr(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitPing(s.t, &redis.Options{Addr: s.Addr()}, "redis-server")
 }
 
 func freePort(t testing.TB) int {
