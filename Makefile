@@ -8,9 +8,9 @@ LDFLAGS  := -s -w -X github.com/runner-manager/runner-manager/libs/service.Versi
 GOBUILD  := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 GOBIN    := $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
-export TESTCONTAINERS_RYUK_DISABLED := true
 
-# binary name = package path
+# binary name = package path; each is built in its module's directory, so
+# that `make build` works with GOWORK=off too
 BINARIES := \
 	ingress=./services/ingress/cmd/ingress \
 	scheduler=./services/scheduler/cmd/scheduler \
@@ -36,7 +36,7 @@ build: ## build every binary (static) into bin/
 	@mkdir -p bin
 	@set -e; for b in $(BINARIES); do \
 		name=$${b%%=*}; pkg=$${b#*=}; \
-		if [ -d "$$pkg" ]; then $(GOBUILD) -o bin/$$name $$pkg; fi; \
+		if [ -d "$$pkg" ]; then (cd $${pkg%/cmd/*} && $(GOBUILD) -o $(CURDIR)/bin/$$name ./cmd/$${pkg##*/cmd/}); fi; \
 	done
 	@ls bin
 
@@ -81,8 +81,12 @@ bench: deps build ## run the benchmarks and write docs/benchmarks.md
 	@scripts/bench.sh
 
 .PHONY: tidy
-tidy: ## go mod tidy in every module
-	@set -e; for m in $(MODULES); do (cd $$m && go mod tidy); done
+tidy: ## go mod tidy in every module (each on its own: GOWORK=off)
+	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off go mod tidy); done
+
+.PHONY: tidy-check
+tidy-check: ## fail when a module is not tidy, or when a dependency points the wrong way (only e2e imports services)
+	@scripts/tidy-check.sh
 
 .PHONY: clean
 clean: ## remove bin/

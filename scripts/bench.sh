@@ -59,9 +59,10 @@ machine="$(nproc) cores, $(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /pr
 when=$(date -u '+%Y-%m-%d %H:%M UTC')
 log "machine: $machine; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-log "building the load programs into bin/"
-CGO_ENABLED=0 go build -o "$bin/benchdispatch" ./e2e/cmd/benchdispatch
-CGO_ENABLED=0 go build -o "$bin/benchjobs" ./e2e/cmd/benchjobs
+log "building the load programs and provisioner-bench into bin/"
+(cd e2e && CGO_ENABLED=0 go build -o "$bin/benchdispatch" ./cmd/benchdispatch)
+(cd e2e && CGO_ENABLED=0 go build -o "$bin/benchjobs" ./cmd/benchjobs)
+(cd services/provisioner && CGO_ENABLED=0 go build -o "$bin/provisioner-bench" ./cmd/provisioner-bench)
 for b in scheduler ingress fakegithub loadgen; do
 	[[ -x $bin/$b ]] || { echo "bench: $bin/$b is missing: run make build" >&2; exit 1; }
 done

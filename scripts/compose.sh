@@ -26,6 +26,11 @@ secrets() {
   (umask 077 && printf 'RM_REDIS_URL=redis://:%s@redis:6379/0\nREDISCLI_AUTH=%s\n' "$pw" "$pw" >"$dir/redis.env")
 }
 case "${1:-}" in
+  secrets)
+    # Only the password files: what the compose test (e2e/scenarios,
+    # TestCompose) needs before it brings the environment up itself.
+    secrets
+    ;;
   up)
     secrets
     compose up -d
@@ -53,5 +58,5 @@ case "${1:-}" in
     [ -z "$ids" ] || xargs docker rm -f <<<"$ids" >/dev/null
     compose down --volumes --remove-orphans --timeout 20
     ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|secrets" >&2; exit 2 ;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing runner-manager needs on a fresh
 # Debian machine: from Debian's packages redis-server, redis-sentinel (for the
-# Sentinel test of libs/service), protoc (with its well-known types) and the
-# shell linter shellcheck; from the Go module proxy staticcheck.
+# Sentinel test of libs/service), protoc (with its well-known types), the
+# shell linter shellcheck and chromium (the status page's browser test,
+# e2e/scenarios/statuspage_test.go); from the Go module proxy staticcheck.
 # Idempotent; installs only what is missing.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+command -v chromium >/dev/null || need_apt+=(chromium)
 # protoc's well-known types (google/protobuf/timestamp.proto) are only
 # recommended by protobuf-compiler, and recommends are not installed.
 [ -f /usr/include/google/protobuf/timestamp.proto ] || need_apt+=(libprotobuf-dev)

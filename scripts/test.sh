@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(go env GOPATH)/bin:$PATH"
 export PATH
-export TESTCONTAINERS_RYUK_DISABLED=true
 mode=${1:-all}
 # The modules of go.work; e2e last, it takes longest.
 mapfile -t modules < <(scripts/modules.sh | grep -vx e2e; echo e2e)
@@ -34,6 +33,8 @@ if [ "$mode" = all ]; then
   scripts/proto-check.sh
   step "lint"
   scripts/lint.sh
+  step "tidy"
+  scripts/tidy-check.sh
 fi
 
 step "local images"

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/runner-manager/runner-manager/e2e/harness"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
@@ -47,7 +48,7 @@ func QueuedValues(ctx context.Context, j Job, now time.Time) ([]any, error) {
 		RunId:        j.ID,
 		RunAttempt:   1,
 		Labels:       j.Labels,
-		Owner:        Org,
+		Owner:        harness.Org,
 		Repository:   j.Repo,
 		RepositoryId: 1,
 		Status:       "queued",
@@ -239,7 +240,7 @@ func UsedMemory(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
 // KeyKind classifies a key of manager k: "runner", "job", "group:<kind>"
 // (runners, demand, free...), "stream:<name>", "delivery", or "other".
 func KeyKind(k keys.Keys, key string) string {
-	rest, ok := strings.CutPrefix(key, k.Prefix()+":")
+	rest, ok := k.Local(key)
 	if !ok {
 		return "other"
 	}
@@ -275,7 +276,7 @@ func MemoryByKind(ctx context.Context, rdb redis.UniversalClient, k keys.Keys) (
 	out := map[string]KeyUsage{}
 	var cursor uint64
 	for {
-		ks, next, err := rdb.Scan(ctx, cursor, k.Prefix()+":*", 1000).Result()
+		ks, next, err := rdb.Scan(ctx, cursor, k.All(), 1000).Result()
 		if err != nil {
 			return nil, fmt.Errorf("SCAN: %w", err)
 		}

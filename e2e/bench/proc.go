@@ -1,7 +1,8 @@
-// Package bench holds what the load programs of docs/benchmarks.md share:
-// starting the real service binaries against a Redis of their own, an
-// in-process provisioner, and the measurements (stream entry ids, Redis
-// memory, resident memory and CPU time of processes).
+// Package bench holds the measurements the load programs of
+// docs/benchmarks.md share (stream entry ids, Redis memory, resident memory
+// and CPU time of processes). The programs start the system with the e2e
+// harness (harness.Start: the real binaries, the provisioner-bench binary as
+// the provisioner), as the scenarios do.
 //
 // Everything runs on loopback; every wait is bounded by a deadline.
 package bench
@@ -14,13 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/runner-manager/runner-manager/e2e/harness"
 )
-
-// Proc is one process under measurement: the harness's process type, so
-// that the load programs and the e2e suite start the services the same way.
-type Proc = harness.Proc
 
 // RSS returns the resident memory of process pid (VmRSS of /proc/<pid>/status), in bytes.
 func RSS(pid int) (int64, error) {

@@ -21,7 +21,7 @@ var (
 	// anyName is a metric name anywhere in a source (definition, use, comment).
 	anyName = regexp.MustCompile(`runner_manager_[a-z_]+`)
 	// definition is a collector constructor and the Name of its options.
-	definition = regexp.MustCompile(`prometheus\.New(Counter|Gauge|Histogram|Summary)(?:Vec)?\(\s*prometheus\.\w+Opts\{\s*Name:\s*"(runner_manager_[a-z_]+)"`)
+	definition = regexp.MustCompile(`prometheus\.New(Counter|Gauge|Histogram|Summary)(?:Vec|Func)?\(\s*prometheus\.\w+Opts\{\s*Name:\s*"(runner_manager_[a-z_]+)"`)
 	// row is a row of a catalogue table: | `name` | type | ...
 	row = regexp.MustCompile("^\\|\\s*`(runner_manager_[a-z_]+)`\\s*\\|\\s*([a-z]+)\\s*\\|")
 )

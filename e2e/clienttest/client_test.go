@@ -1,5 +1,5 @@
 // Package clienttest runs the GitHub client of libs/github against the fake
-// GitHub of e2e/fakegithub: the client's requests must be what the fake (and
+// GitHub of libs/github/fakegithub: the client's requests must be what the fake (and
 // so GitHub's OpenAPI description) expects, and the fake's answers what the
 // client understands.
 package clienttest
@@ -18,9 +18,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/github"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
 )
 
 const token = "ghp_CLIENTTESTTOKEN000000000"

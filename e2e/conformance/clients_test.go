@@ -17,8 +17,8 @@ import (
 	"github.com/google/go-github/v62/github"
 	"github.com/stretchr/testify/require"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
-	"github.com/runner-manager/runner-manager/e2e/fakerunner"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
+	"github.com/runner-manager/runner-manager/libs/github/fakerunner"
 )
 
 // TestRealClientsWorkAgainstTheFake drives the fake with the clients the

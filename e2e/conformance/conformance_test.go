@@ -27,9 +27,9 @@ import (
 	"github.com/golang-jwt/jwt/v4"
 	"github.com/stretchr/testify/require"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
-	"github.com/runner-manager/runner-manager/e2e/fakerunner"
-	"github.com/runner-manager/runner-manager/e2e/reference"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
+	"github.com/runner-manager/runner-manager/libs/github/fakerunner"
+	"github.com/runner-manager/runner-manager/libs/github/reference"
 )
 
 // routesToCover are the operations the fake must serve, each seen at least once
@@ -96,7 +96,7 @@ func init() {
 func loadSpec(t *testing.T, serverURL string) *spec {
 	t.Helper()
 	raw, err := reference.OpenAPI()
-	require.NoError(t, err, "the OpenAPI reference (e2e/reference, or $RM_REFERENCE_DIR)")
+	require.NoError(t, err, "the OpenAPI reference (libs/github/reference, or $RM_REFERENCE_DIR)")
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(raw)
 	require.NoError(t, err)
@@ -335,8 +335,9 @@ func TestFakeConformsToGitHubOpenAPI(t *testing.T) {
 	require.Equal(t, 404, h.app("POST", "/app/installations/1/access_tokens", nil, nil))
 	require.Equal(t, 401, h.do("GET", "/app", "", nil, nil).StatusCode)
 	require.Equal(t, 401, h.do("GET", "/orgs/acme/actions/runners", "token wrong", nil, nil).StatusCode)
-	require.Equal(t, 200, h.api("GET", "/orgs/acme/installation", nil, nil))
-	require.Equal(t, 200, h.api("GET", "/repos/acme/app/installation", nil, nil))
+	require.Equal(t, 200, h.app("GET", "/orgs/acme/installation", nil, nil))
+	require.Equal(t, 200, h.app("GET", "/repos/acme/app/installation", nil, nil))
+	require.Equal(t, 401, h.api("GET", "/orgs/acme/installation", nil, nil), "the installation routes take the App's JWT")
 	fake.SendPing()
 
 	// runner groups
@@ -459,6 +460,65 @@ func TestFakeConformsToGitHubOpenAPI(t *testing.T) {
 		require.NotZero(t, kinds[k], "no %s webhook was validated", k)
 	}
 	t.Logf("validated webhooks: %v", kinds)
+}
+
+// TestSeveralInstallationsConform: a fake with the App installed on two
+// organizations answers the installation routes, the token route and the
+// calls made with each installation's token (a 403 for another
+// organization's) as the reference describes.
+func TestSeveralInstallationsConform(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	hk := &hooks{}
+	hookSrv := httptest.NewServer(hk)
+	defer hookSrv.Close()
+	fake, err := fakegithub.New(fakegithub.Options{
+		WebhookURL: hookSrv.URL, WebhookSecret: "s3cret", AppID: 1234,
+		Installations: map[string]int64{"org-a": 101, "org-b": 202},
+		AppPublicKey:  pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
+	})
+	require.NoError(t, err)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	defer fake.Close()
+
+	sp := loadSpec(t, srv.URL)
+	chk := &checker{t: t, spec: sp, base: http.DefaultTransport, seen: map[string]bool{}}
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
+		Issuer: "1234", IssuedAt: jwt.NewNumericDate(time.Now().Add(-time.Minute)), ExpiresAt: jwt.NewNumericDate(time.Now().Add(5 * time.Minute)),
+	}).SignedString(key)
+	require.NoError(t, err)
+	h := &harness{t: t, url: srv.URL, jwt: signed, http: &http.Client{Transport: chk}}
+
+	for org, id := range map[string]int64{"org-a": 101, "org-b": 202} {
+		var inst struct {
+			ID int64 `json:"id"`
+		}
+		require.Equal(t, 200, h.app("GET", "/orgs/"+org+"/installation", nil, &inst))
+		require.Equal(t, id, inst.ID)
+		require.Equal(t, 200, h.app("GET", "/repos/"+org+"/app/installation", nil, &inst))
+		require.Equal(t, id, inst.ID)
+	}
+	require.Equal(t, 404, h.app("GET", "/orgs/org-c/installation", nil, nil))
+	require.Equal(t, 404, h.app("GET", "/repos/org-c/app/installation", nil, nil))
+
+	var tok struct {
+		Token string `json:"token"`
+	}
+	require.Equal(t, 201, h.app("POST", "/app/installations/101/access_tokens", map[string]any{}, &tok))
+	h.token = tok.Token
+	require.Equal(t, 200, h.api("GET", "/orgs/org-a/actions/runners", nil, nil))
+	require.Equal(t, 201, h.api("POST", "/orgs/org-a/actions/runners/generate-jitconfig",
+		map[string]any{"name": "a-1", "runner_group_id": 1, "labels": []string{"x"}}, nil))
+	require.Equal(t, 403, h.api("GET", "/orgs/org-b/actions/runners", nil, nil), "org-a's token on org-b")
+	require.Equal(t, 403, h.api("POST", "/orgs/org-b/actions/runners/generate-jitconfig",
+		map[string]any{"name": "b-1", "runner_group_id": 1, "labels": []string{"x"}}, nil))
+	require.Equal(t, 404, h.app("POST", "/app/installations/55/access_tokens", nil, nil))
+
+	require.Empty(t, chk.errs, "responses not conforming to the reference")
+	for _, r := range []string{"GET /orgs/{org}/installation", "GET /repos/{owner}/{repo}/installation", "POST /app/installations/{installation_id}/access_tokens"} {
+		require.True(t, chk.seen[r], "%s never answered with a documented success", r)
+	}
 }
 
 // TestSchemaValidationCatchesAMissingRequiredField proves the webhook and

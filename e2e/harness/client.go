@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
 )
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
@@ -50,12 +50,25 @@ func doJSON(ctx context.Context, method, url, token string, in, out any) error {
 	return json.Unmarshal(b, out)
 }
 
-// QueueJob queues a job at the fake GitHub.
-func (s *System) QueueJob(ctx context.Context, repo string, labels []string, duration time.Duration) (int64, error) {
+// JobOption changes the job QueueJob queues.
+type JobOption func(*fakegithub.JobSpec)
+
+// Workflow names the job's workflow (the fake's default is "CI").
+func Workflow(name string) JobOption { return func(s *fakegithub.JobSpec) { s.WorkflowName = name } }
+
+// QueueJob queues a job of a repository of Org at the fake GitHub.
+func (s *System) QueueJob(ctx context.Context, repo string, labels []string, duration time.Duration, opts ...JobOption) (int64, error) {
+	return s.QueueJobOf(ctx, Org, repo, labels, duration, opts...)
+}
+
+// QueueJobOf queues a job of owner/repo at the fake GitHub.
+func (s *System) QueueJobOf(ctx context.Context, owner, repo string, labels []string, duration time.Duration, opts ...JobOption) (int64, error) {
+	spec := fakegithub.JobSpec{Owner: owner, Repo: repo, Labels: labels, DurationSeconds: duration.Seconds()}
+	for _, o := range opts {
+		o(&spec)
+	}
 	var j fakegithub.Job
-	err := doJSON(ctx, http.MethodPost, s.FakeURL+"/_fake/jobs", "", fakegithub.JobSpec{
-		Owner: Org, Repo: repo, Labels: labels, DurationSeconds: duration.Seconds(),
-	}, &j)
+	err := doJSON(ctx, http.MethodPost, s.FakeURL+"/_fake/jobs", "", spec, &j)
 	return j.ID, err
 }
 

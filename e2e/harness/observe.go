@@ -11,38 +11,43 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
-	"github.com/runner-manager/runner-manager/libs/backend"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
 )
 
 // Metric scrapes baseURL/metrics and returns the sum of every sample of the
 // metric name (all label sets); a metric the process does not expose is 0.
 func Metric(ctx context.Context, baseURL, name string) (float64, error) {
+	by, err := MetricBy(ctx, baseURL, name, "")
+	return by[""], err
+}
+
+// MetricBy scrapes baseURL/metrics and returns the samples of the metric
+// name summed by the value of label ("" sums them all under "").
+func MetricBy(ctx context.Context, baseURL, name, label string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(baseURL, "/")+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", baseURL, err)
+		return nil, fmt.Errorf("scrape %s: %w", baseURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("scrape %s: status %d", baseURL, resp.StatusCode)
+		return nil, fmt.Errorf("scrape %s: status %d", baseURL, resp.StatusCode)
 	}
-	return sumSamples(resp.Body, name)
+	return sumSamples(resp.Body, name, label)
 }
 
-// sumSamples sums the samples of one metric in the Prometheus text format.
-func sumSamples(r io.Reader, name string) (float64, error) {
-	var sum float64
+// sumSamples sums the samples of one metric in the Prometheus text format,
+// by the value of label ("" for all).
+func sumSamples(r io.Reader, name, label string) (map[string]float64, error) {
+	sums := map[string]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
@@ -54,17 +59,50 @@ func sumSamples(r io.Reader, name string) (float64, error) {
 		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
 			continue // another metric sharing the prefix
 		}
-		fields := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
+		end := strings.LastIndex(rest, "}")
+		fields := strings.Fields(rest[end+1:])
 		if len(fields) == 0 {
 			continue
 		}
 		v, err := strconv.ParseFloat(fields[0], 64)
 		if err != nil {
-			return 0, fmt.Errorf("metric %s: %q: %w", name, line, err)
+			return nil, fmt.Errorf("metric %s: %q: %w", name, line, err)
 		}
-		sum += v
+		key := ""
+		if label != "" && end > 0 {
+			key = labelValue(rest[1:end], label)
+		}
+		sums[key] += v
 	}
-	return sum, sc.Err()
+	return sums, sc.Err()
+}
+
+// labelValue returns the value of label in a label set of the text format
+// (`a="x",b="y \"quoted\", with a comma"`).
+func labelValue(set, label string) string {
+	for set != "" {
+		k, rest, ok := strings.Cut(set, `="`)
+		if !ok {
+			return ""
+		}
+		var v strings.Builder
+		i := 0
+		for ; i < len(rest) && rest[i] != '"'; i++ {
+			if rest[i] == '\\' && i+1 < len(rest) {
+				i++
+				if rest[i] == 'n' {
+					v.WriteByte('\n')
+					continue
+				}
+			}
+			v.WriteByte(rest[i])
+		}
+		if strings.TrimSpace(k) == label {
+			return v.String()
+		}
+		set = strings.TrimPrefix(rest[min(i+1, len(rest)):], ",")
+	}
+	return ""
 }
 
 // ServiceURLs are the base URLs of every service process (ingress, schedulers,
@@ -93,116 +131,11 @@ func (s *System) Stats(ctx context.Context) (fakegithub.Stats, error) {
 	return st, err
 }
 
-// ContainerStarts records, from `docker events`, the first start time of every
-// container of one manager, by runner name. Start it before the containers
-// are created; Stop it before reading.
-type ContainerStarts struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-
-	mu     sync.Mutex
-	starts map[string]time.Time
-	ids    map[string]map[string]bool
-}
-
-// WatchContainerStarts follows the start events of the manager's containers.
-func (s *System) WatchContainerStarts(ctx context.Context) (*ContainerStarts, error) {
-	cmd := exec.CommandContext(ctx, "docker", "events",
-		"--filter", "type=container", "--filter", "event=start",
-		"--filter", "label="+backend.LabelManager+"="+s.Opts.Name,
-		"--format", `{{.TimeNano}} {{index .Actor.Attributes "`+backend.LabelRunner+`"}} {{.Actor.ID}}`)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("docker events: %w", err)
-	}
-	w := &ContainerStarts{cmd: cmd, done: make(chan struct{}), starts: map[string]time.Time{}, ids: map[string]map[string]bool{}}
-	go func() {
-		defer close(w.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			if len(f) != 3 {
-				continue
-			}
-			ns, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				continue
-			}
-			w.mu.Lock()
-			if _, ok := w.starts[f[1]]; !ok {
-				w.starts[f[1]] = time.Unix(0, ns)
-			}
-			if w.ids[f[1]] == nil {
-				w.ids[f[1]] = map[string]bool{}
-			}
-			w.ids[f[1]][f[2]] = true
-			w.mu.Unlock()
-		}
-	}()
-	// docker events subscribes asynchronously: give it a moment to attach.
-	time.Sleep(300 * time.Millisecond)
-	return w, nil
-}
-
-// Stop ends the watch.
-func (w *ContainerStarts) Stop() {
-	if w.cmd.Process != nil {
-		_ = w.cmd.Process.Kill()
-	}
-	<-w.done
-	_ = w.cmd.Wait()
-}
-
-// Starts returns the start time of each runner's container.
-func (w *ContainerStarts) Starts() map[string]time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string]time.Time, len(w.starts))
-	for k, v := range w.starts {
-		out[k] = v
-	}
-	return out
-}
-
 // Runners lists the registrations at the fake GitHub.
 func (s *System) Runners(ctx context.Context) ([]fakegithub.Runner, error) {
 	var rs []fakegithub.Runner
 	err := doJSON(ctx, http.MethodGet, s.FakeURL+"/_fake/runners", "", nil, &rs)
 	return rs, err
-}
-
-// ContainerRunners returns, for every container carrying the manager's label,
-// its runner label (the runner's name) and its state (running, exited...).
-func (s *System) ContainerRunners(ctx context.Context) (map[string]string, error) {
-	out, err := exec.CommandContext(ctx, "docker", "ps", "-a",
-		"--filter", "label="+backend.LabelManager+"="+s.Opts.Name,
-		"--format", `{{.Label "`+backend.LabelRunner+`"}} {{.State}}`).Output()
-	if err != nil {
-		return nil, fmt.Errorf("docker ps: %w", err)
-	}
-	m := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			m[f[0]] = f[1]
-		}
-	}
-	return m, nil
-}
-
-// Duplicates returns the runners that had more than one container.
-func (w *ContainerStarts) Duplicates() map[string]int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := map[string]int{}
-	for name, ids := range w.ids {
-		if len(ids) > 1 {
-			out[name] = len(ids)
-		}
-	}
-	return out
 }
 
 // Identity of the local GitHub App (Options.GitHubApp).
@@ -213,7 +146,7 @@ const (
 
 // writeAppKey writes a fresh App private key into dir and returns the
 // services' environment and the fake's flags of that App.
-func writeAppKey(dir string) (env, args []string, err error) {
+func writeAppKey(dir string, installations map[string]int64) (env, args []string, err error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate the App key: %w", err)
@@ -225,13 +158,20 @@ func writeAppKey(dir string) (env, args []string, err error) {
 	}
 	env = []string{
 		"RM_GITHUB_APP_ID=" + strconv.Itoa(DevAppID),
-		"RM_GITHUB_APP_INSTALLATION_ID=" + strconv.Itoa(DevInstallationID),
 		"RM_GITHUB_APP_PRIVATE_KEY_FILE=" + path,
 	}
 	args = []string{
 		"--app-id", strconv.Itoa(DevAppID),
 		"--app-public-key-file", path,
-		"--installation-id", strconv.Itoa(DevInstallationID),
 	}
-	return env, args, nil
+	if len(installations) == 0 {
+		env = append(env, "RM_GITHUB_APP_INSTALLATION_ID="+strconv.Itoa(DevInstallationID))
+		return env, append(args, "--installation-id", strconv.Itoa(DevInstallationID)), nil
+	}
+	var pairs []string
+	for login, id := range installations {
+		pairs = append(pairs, fmt.Sprintf("%s=%d", login, id))
+	}
+	slices.Sort(pairs)
+	return env, append(args, "--installations", strings.Join(pairs, ",")), nil
 }

@@ -4,6 +4,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -11,10 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 )
 
 // Proc is one process of the system, logging to Dir/<name>.log.
@@ -146,17 +148,15 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Redis is a redis-server process with the append-only file on, so that a
-// restart (Kill then Start) keeps the streams and keys, as in production.
-func Redis(dir string, port int) *Proc {
+// Redis is a redis-server process with the append-only file on (appendFsync
+// its fsync policy; empty: "everysec", as in production), so that a restart
+// (Kill then Start) keeps the streams and keys. Its command line is
+// redistest's, the one every test's Redis has.
+func Redis(dir string, port int, appendFsync string) *Proc {
 	return &Proc{
 		Name: "redis",
-		Bin:  "redis-server",
-		Args: []string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-			"--protected-mode", "no",
-		},
-		Log: filepath.Join(dir, "redis.log"),
+		Bin:  redistest.Bin,
+		Args: redistest.Config{Port: port, Dir: dir, AppendFsync: cmp.Or(appendFsync, "everysec")}.Args(),
+		Log:  filepath.Join(dir, "redis.log"),
 	}
 }

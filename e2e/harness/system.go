@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gopkg.in/yaml.v3"
 
-	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/config"
 )
 
@@ -39,6 +38,18 @@ type Options struct {
 	HealthCheckInterval, TimeToStart, TimeToLive, ReconcileInterval time.Duration
 	// Replicas (default 1 each).
 	Schedulers, Provisioners int
+	// NoIngress starts no ingress (events are published to Redis directly);
+	// NoProvisioners starts no provisioner.
+	NoIngress, NoProvisioners bool
+	// Provisioner is the provisioner binary of AddProvisioner (default
+	// provisioner-docker; the benchmarks run provisioner-bench), with
+	// ProvisionerEnv added to its environment.
+	Provisioner    string
+	ProvisionerEnv []string
+	// ProductionDefaults writes the configuration's defaults (as in
+	// production) instead of the harness's short intervals: the benchmarks
+	// measure what users run.
+	ProductionDefaults bool
 	// FakeArgs are extra flags of fakegithub (for example --simulate 1).
 	FakeArgs []string
 	// Ports of the fixed endpoints; 0 picks free ports.
@@ -51,6 +62,11 @@ type Options struct {
 	// and the scheduler's missed-webhook recovery (which reads the App's
 	// webhook deliveries) runs.
 	GitHubApp bool
+	// AppInstallations, when set, install the App (GitHubApp is implied) on
+	// these accounts only, login → installation id, and the services get no
+	// RM_GITHUB_APP_INSTALLATION_ID: they look each account's installation
+	// up through the App.
+	AppInstallations map[string]int64
 	// Configure, when set, edits the configuration before it is written
 	// (provisioner.call_timeout, streams.reclaim_min_idle, ...).
 	Configure func(*config.Config)
@@ -87,16 +103,19 @@ const Org = "local-org"
 // to those: a developer's quicker loop on some scenarios.
 const EnvBuildOnly = "RM_E2E_BUILD_ONLY"
 
-// Build compiles the binaries the harness runs into dir.
+// Build compiles the binaries the harness runs into dir. Each is built in
+// its own module's directory, so that the build works with the workspace
+// (go.work) and with GOWORK=off alike: every module's go.mod has the replace
+// directives of the sibling modules it needs.
 func Build(ctx context.Context, repoRoot, dir string) error {
-	pkgs := map[string]string{
-		"ingress":            "./services/ingress/cmd/ingress",
-		"scheduler":          "./services/scheduler/cmd/scheduler",
-		"provisioner-docker": "./services/provisioner/cmd/provisioner-docker",
-		"provisioner-aws":    "./services/provisioner/cmd/provisioner-aws",
-		"provisioner-gcp":    "./services/provisioner/cmd/provisioner-gcp",
-		"fakegithub":         "./e2e/cmd/fakegithub",
-		"fake-runner":        "./e2e/cmd/fake-runner",
+	pkgs := map[string][2]string{ // name → module directory, package
+		"ingress":            {"services/ingress", "./cmd/ingress"},
+		"scheduler":          {"services/scheduler", "./cmd/scheduler"},
+		"provisioner-docker": {"services/provisioner", "./cmd/provisioner-docker"},
+		"provisioner-aws":    {"services/provisioner", "./cmd/provisioner-aws"},
+		"provisioner-gcp":    {"services/provisioner", "./cmd/provisioner-gcp"},
+		"fakegithub":         {"e2e", "./cmd/fakegithub"},
+		"fake-runner":        {"e2e", "./cmd/fake-runner"},
 	}
 	only := map[string]bool{}
 	for _, name := range strings.Split(os.Getenv(EnvBuildOnly), ",") {
@@ -104,12 +123,16 @@ func Build(ctx context.Context, repoRoot, dir string) error {
 			only[name] = true
 		}
 	}
+	out, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
 	for name, pkg := range pkgs {
 		if len(only) > 0 && !only[name] {
 			continue
 		}
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), pkg)
-		cmd.Dir = repoRoot
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(out, name), pkg[1])
+		cmd.Dir = filepath.Join(repoRoot, pkg[0])
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("build %s: %v\n%s", name, err, out)
@@ -142,8 +165,11 @@ func Start(ctx context.Context, o Options) (*System, error) {
 	if o.Schedulers == 0 {
 		o.Schedulers = 1
 	}
-	if o.Provisioners == 0 {
+	if o.Provisioners == 0 && !o.NoProvisioners {
 		o.Provisioners = 1
+	}
+	if o.Provisioner == "" {
+		o.Provisioner = "provisioner-docker"
 	}
 	s := &System{Opts: o}
 	ok := false
@@ -170,18 +196,15 @@ func Start(ctx context.Context, o Options) (*System, error) {
 	if err := s.writeConfig(ingressPort); err != nil {
 		return nil, err
 	}
-	s.Redis = Redis(o.Dir, redisPort)
-	if o.RedisAppendFsync != "" {
-		s.Redis.Args = append(s.Redis.Args, "--appendfsync", o.RedisAppendFsync)
-	}
+	s.Redis = Redis(o.Dir, redisPort, o.RedisAppendFsync)
 	if err := s.StartRedis(ctx); err != nil {
 		return nil, err
 	}
 	s.rdb = redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redisPort)})
 
 	var appEnv, appArgs []string
-	if o.GitHubApp {
-		if appEnv, appArgs, err = writeAppKey(o.Dir); err != nil {
+	if o.GitHubApp || len(o.AppInstallations) > 0 {
+		if appEnv, appArgs, err = writeAppKey(o.Dir, o.AppInstallations); err != nil {
 			return nil, err
 		}
 	}
@@ -201,9 +224,11 @@ func Start(ctx context.Context, o Options) (*System, error) {
 	if err := s.Fake.Start(ctx); err != nil {
 		return nil, err
 	}
-	s.Ingress = s.service("ingress", "ingress", ingressPort)
-	if err := s.Ingress.Start(ctx); err != nil {
-		return nil, err
+	if !o.NoIngress {
+		s.Ingress = s.service("ingress", "ingress", ingressPort)
+		if err := s.Ingress.Start(ctx); err != nil {
+			return nil, err
+		}
 	}
 	for i := 0; i < o.Schedulers; i++ {
 		if _, err := s.AddScheduler(ctx); err != nil {
@@ -260,13 +285,14 @@ func (s *System) AddScheduler(ctx context.Context) (*Proc, error) {
 	return p, nil
 }
 
-// AddProvisioner starts one more provisioner-docker replica.
+// AddProvisioner starts one more provisioner replica (Options.Provisioner).
 func (s *System) AddProvisioner(ctx context.Context) (*Proc, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	p := s.service("provisioner-docker", fmt.Sprintf("provisioner-docker-%d", len(s.Provisioners)), port)
+	p := s.service(s.Opts.Provisioner, fmt.Sprintf("%s-%d", s.Opts.Provisioner, len(s.Provisioners)), port)
+	p.Env = append(p.Env, s.Opts.ProvisionerEnv...)
 	if err := p.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -296,8 +322,29 @@ func (s *System) service(binary, replica string, port int) *Proc {
 	}
 }
 
+// Pids returns the process ids of the running processes, by name.
+func (s *System) Pids() map[string]int {
+	out := map[string]int{}
+	for _, p := range append(append([]*Proc{s.Redis, s.Fake, s.Ingress}, s.Schedulers...), s.Provisioners...) {
+		if p != nil && p.Pid() != 0 {
+			out[p.Name] = p.Pid()
+		}
+	}
+	return out
+}
+
 func (s *System) writeConfig(ingressPort int) error {
 	o := s.Opts
+	if o.ProductionDefaults {
+		s.Config = &config.Config{
+			Name:         o.Name,
+			GitHub:       config.GitHub{BaseURL: s.FakeURL + "/"},
+			Redis:        config.Redis{URL: s.RedisURL},
+			RunnerGroups: o.Groups,
+			Ingress:      config.Ingress{Listen: fmt.Sprintf("127.0.0.1:%d", ingressPort)},
+		}
+		return s.finishConfig()
+	}
 	cfg := config.Config{
 		Name:                o.Name,
 		GitHub:              config.GitHub{BaseURL: s.FakeURL + "/"},
@@ -318,21 +365,24 @@ func (s *System) writeConfig(ingressPort int) error {
 		Provisioner: config.Provisioner{CallTimeout: time.Minute},
 		Streams:     config.Streams{ReclaimMinIdle: 90 * time.Second},
 	}
-	if o.Configure != nil {
-		o.Configure(&cfg)
+	s.Config = &cfg
+	return s.finishConfig()
+}
+
+// finishConfig applies Options.Configure and the defaults to s.Config and
+// writes it.
+func (s *System) finishConfig() error {
+	if s.Opts.Configure != nil {
+		s.Opts.Configure(s.Config)
 	}
 	// Every field is written: zeros would be read as explicit (invalid) values.
-	cfg.SetDefaults()
-	b, err := yaml.Marshal(cfg)
+	s.Config.SetDefaults()
+	b, err := yaml.Marshal(s.Config)
 	if err != nil {
 		return fmt.Errorf("encode config: %w", err)
 	}
-	s.ConfigPath = filepath.Join(o.Dir, "config.yaml")
-	if err := os.WriteFile(s.ConfigPath, b, 0o644); err != nil {
-		return err
-	}
-	s.Config = &cfg
-	return nil
+	s.ConfigPath = filepath.Join(s.Opts.Dir, "config.yaml")
+	return os.WriteFile(s.ConfigPath, b, 0o644)
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -363,15 +413,6 @@ func DockerGroup(name string, max, min int, labels ...string) config.RunnerGroup
 	}
 }
 
-// Containers lists the ids of the containers carrying the manager's label.
-func (s *System) Containers(ctx context.Context) ([]string, error) {
-	out, err := exec.CommandContext(ctx, "docker", "ps", "-aq", "--filter", "label="+backend.LabelManager+"="+s.Opts.Name).Output()
-	if err != nil {
-		return nil, fmt.Errorf("docker ps: %w", err)
-	}
-	return strings.Fields(string(out)), nil
-}
-
 // Close stops every process (SIGTERM) and removes the manager's containers.
 func (s *System) Close() {
 	for _, p := range s.Provisioners {
@@ -393,9 +434,7 @@ func (s *System) Close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if ids, err := s.Containers(ctx); err == nil && len(ids) > 0 {
-		_ = exec.CommandContext(ctx, "docker", append([]string{"rm", "-f"}, ids...)...).Run()
-	}
+	_ = s.RemoveContainers(ctx)
 }
 
 // Prepare builds the binaries into dir and the local fake-runner image: what

@@ -8,9 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
 	"github.com/runner-manager/runner-manager/e2e/harness"
 	"github.com/runner-manager/runner-manager/libs/config"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
 	"github.com/runner-manager/runner-manager/libs/keys"
 )
 
@@ -150,6 +150,7 @@ func TestChurnNeverKillsAJob(t *testing.T) {
 	consistent(t, sys, map[string]int{"churn": min}, 2*time.Minute)
 	limits.Stop()
 	starts.Stop()
+	require.NoError(t, starts.Err(), "the watch of the container starts")
 	require.Empty(t, starts.Duplicates(), "runners with more than one container")
 	t.Logf("CHURN jobs=%d served=%d conclusions=%v rounds_with_jobs_during_a_delete=%d runners_total=%d busy_results=%v",
 		len(all), len(served), conclusions, duringDelete, runnersTotal(t, sys),

@@ -54,6 +54,7 @@ func TestProvisionerCrash(t *testing.T) {
 	settled(t, sys, 3*time.Minute)
 	watch.Stop()
 	starts.Stop()
+	require.NoError(t, starts.Err(), "the watch of the container starts")
 	require.Empty(t, starts.Duplicates(), "runners with more than one container")
 	creates, _ := createCommands(t, sys)
 	require.Equal(t, len(ids), creates, "one create command per job")

@@ -7,10 +7,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/runner-manager/runner-manager/e2e/fakerunner"
 	"github.com/runner-manager/runner-manager/e2e/harness"
 	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/config"
+	"github.com/runner-manager/runner-manager/libs/github/fakerunner"
 )
 
 // TestNeverConnects (scenario 4): the first runner of a job never comes

@@ -3,13 +3,13 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/stretchr/testify/require"
+	"github.com/testcontainers/testcontainers-go"
 
 	"github.com/runner-manager/runner-manager/e2e/harness"
 	"github.com/runner-manager/runner-manager/libs/config"
@@ -95,31 +95,26 @@ func withEnv(g config.RunnerGroup, env map[string]string) config.RunnerGroup {
 // returns the container's id.
 func dockerRun(t *testing.T, containerName string, labels map[string]string) string {
 	t.Helper()
-	args := []string{"run", "-d", "-e", "FAKE_RUNNER_NEVER_CONNECT=1"}
+	opts := []testcontainers.ContainerCustomizer{
+		testcontainers.WithEnv(map[string]string{"FAKE_RUNNER_NEVER_CONNECT": "1"}),
+		testcontainers.WithLabels(labels),
+	}
 	if containerName != "" {
-		args = append(args, "--name", containerName)
+		opts = append(opts, testcontainers.WithName(containerName))
 	}
-	for k, v := range labels {
-		args = append(args, "--label", k+"="+v)
-	}
-	args = append(args, "runner-manager/fake-runner:dev")
-	out, err := exec.Command("docker", args...).CombinedOutput()
-	require.NoError(t, err, "docker run: %s", out)
-	id := strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", id).Run() })
-	return id
+	return harness.RunContainer(t, "runner-manager/fake-runner:dev", opts...).GetContainerID()
 }
 
 // containerState returns a container's state ("running", "exited"...), or
 // "gone" when it no longer exists.
 func containerState(t *testing.T, id string) string {
 	t.Helper()
-	out, err := exec.Command("docker", "inspect", "-f", "{{.State.Status}}", id).CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "No such") {
-			return "gone"
-		}
-		t.Fatalf("docker inspect %s: %v %s", id, err, out)
+	d, err := harness.Docker()
+	require.NoError(t, err)
+	c, err := d.ContainerInspect(context.Background(), id)
+	if cerrdefs.IsNotFound(err) {
+		return "gone"
 	}
-	return strings.TrimSpace(string(out))
+	require.NoError(t, err, "inspect container %s", id)
+	return string(c.State.Status)
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/stretchr/testify/require"
 
 	"github.com/runner-manager/runner-manager/e2e/harness"
@@ -110,13 +112,14 @@ func (w *limitWatch) Stop() {
 }
 
 func containersOfGroup(ctx context.Context, manager, group string) (int, error) {
-	out, err := exec.CommandContext(ctx, "docker", "ps", "-q",
-		"--filter", "label="+backend.LabelManager+"="+manager,
-		"--filter", "label="+backend.LabelGroup+"="+group).Output()
+	d, err := harness.Docker()
 	if err != nil {
 		return 0, err
 	}
-	return len(strings.Fields(string(out))), nil
+	cs, err := d.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs( // running ones only
+		filters.Arg("label", backend.LabelManager+"="+manager),
+		filters.Arg("label", backend.LabelGroup+"="+group))})
+	return len(cs), err
 }
 
 // waitJobs waits until every job is completed at the fake GitHub.

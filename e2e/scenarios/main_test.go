@@ -17,7 +17,6 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	code, err := setup(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scenarios:", err)
@@ -32,7 +31,10 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// The binaries build once for the whole suite; on a loaded 2-core machine
+	// that took over 10 minutes (the build was killed), so the bound is the
+	// suite's own timeout rather than a guess at the build's speed.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	if err := harness.Prepare(ctx, dir); err != nil {
 		return 0, err

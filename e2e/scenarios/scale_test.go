@@ -81,6 +81,7 @@ func TestBurst(t *testing.T) {
 	settled(t, sys, 2*time.Minute)
 	watch.Stop()
 	starts.Stop()
+	require.NoError(t, starts.Err(), "the watch of the container starts")
 	require.Empty(t, starts.Duplicates(), "runners with more than one container")
 	require.Equal(t, int64(jobs), runnersTotal(t, sys), "one runner registered per job")
 

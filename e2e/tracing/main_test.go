@@ -19,7 +19,6 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	code, err := setup(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tracing:", err)

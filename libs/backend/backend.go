@@ -64,7 +64,69 @@ type Backend interface {
 	Delete(ctx context.Context, name string) error
 	// List returns the instances that carry this manager's ownership label.
 	List(ctx context.Context) ([]Instance, error)
+	// UpdateRunner records md on the runner's instance (EC2 tags, GCE
+	// labels) when its job starts; setting the same metadata again changes
+	// nothing. An instance not found is an error wrapping ErrPermanent (it is
+	// gone, or never was this manager's). A backend that cannot change an
+	// instance's metadata after its creation returns ErrMetadataInRecord:
+	// the scheduler keeps the metadata in the runner's record instead (and
+	// emits no update for that backend type, see MetadataInRecord).
+	UpdateRunner(ctx context.Context, name string, md RunnerMetadata) error
 }
+
+// RunnerMetadata is what a runner's instance is told when its job starts
+// (docs/cloud-backends.md, "Job metadata").
+type RunnerMetadata struct {
+	JobID int64
+	RunID int64
+	// Repository is owner/name.
+	Repository string
+	Workflow   string
+	// State is the runner's state, StateBusy.
+	State string
+}
+
+// StateBusy is the state UpdateRunner records when a job starts.
+const StateBusy = "busy"
+
+// Keys of the tags (EC2) and labels (GCE) UpdateRunner sets. One spelling
+// on both clouds (GCE label keys allow no '/' or '.'), so that one cost
+// allocation key, runner-manager-repository, works on both bills.
+const (
+	MetaJobID      = "runner-manager-job-id"
+	MetaRunID      = "runner-manager-run-id"
+	MetaRepository = "runner-manager-repository"
+	MetaWorkflow   = "runner-manager-workflow"
+	MetaState      = "runner-manager-state"
+)
+
+// Values returns md as tag or label values by key, unsanitised: each
+// backend makes them valid for its cloud. Zero ids and empty strings are
+// left out.
+func (md RunnerMetadata) Values() map[string]string {
+	out := map[string]string{}
+	put := func(k, v string) {
+		if v != "" && v != "0" {
+			out[k] = v
+		}
+	}
+	put(MetaJobID, fmt.Sprint(md.JobID))
+	put(MetaRunID, fmt.Sprint(md.RunID))
+	put(MetaRepository, md.Repository)
+	put(MetaWorkflow, md.Workflow)
+	put(MetaState, md.State)
+	return out
+}
+
+// ErrMetadataInRecord is returned by UpdateRunner of a backend that cannot
+// change an instance's metadata after its creation (Docker: a container's
+// labels are fixed). It wraps ErrPermanent: retrying never helps.
+var ErrMetadataInRecord = fmt.Errorf("the backend cannot change an instance's metadata after its creation; it is kept in the runner's record: %w", ErrPermanent)
+
+// MetadataInRecord tells whether the runners of backendType keep their job
+// metadata only in their record (their backend's UpdateRunner returns
+// ErrMetadataInRecord): the scheduler emits no UpdateRunner command for them.
+func MetadataInRecord(backendType string) bool { return backendType == config.BackendDocker }
 
 // CheckRunnerName returns an error wrapping ErrPermanent when name is not a
 // valid runner name (config.IsRunnerName: a DNS label of at most 63

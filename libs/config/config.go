@@ -84,10 +84,31 @@ type GitHub struct {
 	// calls that start runners (JIT); health checks wait rather than spend it.
 	APIReserve int `yaml:"api_reserve"`
 	// WebhookHookID is the id of an organization webhook, for the missed-webhook
-	// recovery when authenticating with a token (an App needs none).
+	// recovery when authenticating with a token (an App needs none). Kept
+	// for configurations of one organization: webhook_hooks lists several.
 	WebhookHookID int64 `yaml:"webhook_hook_id"`
 	// WebhookOrganization is the organization that owns WebhookHookID.
 	WebhookOrganization string `yaml:"webhook_organization"`
+	// WebhookHooks are the organization webhooks whose missed deliveries the
+	// recovery redelivers, one per organization served by an organization
+	// webhook (with a token, or beside an App's own webhook).
+	WebhookHooks []WebhookHook `yaml:"webhook_hooks"`
+}
+
+// WebhookHook is an organization webhook.
+type WebhookHook struct {
+	Organization string `yaml:"organization"`
+	HookID       int64  `yaml:"hook_id"`
+}
+
+// Hooks lists the organization webhooks of the recovery: webhook_hooks and
+// the pair webhook_organization / webhook_hook_id when set.
+func (g GitHub) Hooks() []WebhookHook {
+	hooks := append([]WebhookHook(nil), g.WebhookHooks...)
+	if g.WebhookHookID > 0 && g.WebhookOrganization != "" {
+		hooks = append(hooks, WebhookHook{Organization: g.WebhookOrganization, HookID: g.WebhookHookID})
+	}
+	return hooks
 }
 
 // Redis says where the streams and keys live.
@@ -157,6 +178,10 @@ type Scheduler struct {
 	// webhook's deliveries and asks GitHub to redeliver the failed ones. A lost
 	// "queued" webhook leaves its job waiting up to this long more.
 	RecoveryInterval time.Duration `yaml:"recovery_interval"`
+	// UsageTopRepositories: the usage report and metrics keep this many
+	// repositories apart (the most runner-seconds over the window); the
+	// others are folded into "other".
+	UsageTopRepositories int `yaml:"usage_top_repositories"`
 }
 
 // Provisioner is the section shared by every provisioner-<type>.

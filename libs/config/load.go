@@ -28,8 +28,12 @@ const (
 	DefaultRecoveryInterval   = 2 * time.Minute
 	// MinRecoveryInterval bounds scheduler.recovery_interval from below: each
 	// pass costs at least one GitHub API call.
-	MinRecoveryInterval      = 10 * time.Second
-	DefaultDockerStopTimeout = 10 * time.Second
+	MinRecoveryInterval = 10 * time.Second
+	// DefaultUsageTopRepositories and MaxUsageTopRepositories bound
+	// scheduler.usage_top_repositories (metric series per group and workflow).
+	DefaultUsageTopRepositories = 20
+	MaxUsageTopRepositories     = 200
+	DefaultDockerStopTimeout    = 10 * time.Second
 )
 
 // Load reads the file at path, applies defaults and the RM_ environment, and
@@ -163,6 +167,9 @@ func (c *Config) SetDefaults() {
 	durDef(&c.Scheduler.JobRetention, DefaultJobRetention)
 	durDef(&c.Scheduler.ReclaimMinIdle, DefaultSchedulerMinIdle)
 	durDef(&c.Scheduler.RecoveryInterval, DefaultRecoveryInterval)
+	if c.Scheduler.UsageTopRepositories == 0 {
+		c.Scheduler.UsageTopRepositories = DefaultUsageTopRepositories
+	}
 	def(&c.Provisioner.Listen, DefaultProvisionerListen)
 	if c.Provisioner.Concurrency == 0 {
 		c.Provisioner.Concurrency = DefaultConcurrency

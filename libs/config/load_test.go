@@ -217,7 +217,7 @@ func TestProblemsNeverShowSecrets(t *testing.T) {
 		paths[p.Path] = true
 	}
 	for _, want := range []string{"RM_GITHUB_TOKEN", "RM_GITHUB_WEBHOOK_SECRET", "RM_GITHUB_WEBHOOK_SECRET_PREVIOUS",
-		"RM_API_TOKEN", "RM_REDIS_URL", "RM_GITHUB_APP_PRIVATE_KEY", "RM_GITHUB_APP_*"} {
+		"RM_API_TOKEN", "RM_REDIS_URL", "RM_GITHUB_APP_PRIVATE_KEY"} {
 		require.True(t, paths[want], "no problem for %s in:\n%v", want, err)
 	}
 	for _, text := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {

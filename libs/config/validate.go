@@ -1,7 +1,10 @@
+// The rules of a validation: each section's checks, on the decoded
+// configuration, reported through the validator (problems.go) at the
+// lines the tree walk finds (tree.go).
+
 package config
 
 import (
-	"cmp"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -11,61 +14,13 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"gopkg.in/yaml.v3"
 )
-
-// Problem is one validation problem. Line is the YAML line of the key (of the
-// closest enclosing key present in the file when the key itself is absent),
-// 0 for a problem of the environment. Path is the key path
-// (runner_groups[2].backend.aws.region) or the environment variable. A
-// Message never contains a secret.
-type Problem struct {
-	Line    int
-	Path    string
-	Message string
-}
-
-func (p Problem) String() string {
-	var b strings.Builder
-	if p.Line > 0 {
-		fmt.Fprintf(&b, "line %d: ", p.Line)
-	}
-	if p.Path != "" {
-		b.WriteString(p.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(p.Message)
-	return b.String()
-}
-
-// Problems is every problem of one configuration, sorted by line (problems of
-// the environment, without a line, last).
-type Problems []Problem
-
-func (ps Problems) Error() string {
-	lines := make([]string, len(ps))
-	for i, p := range ps {
-		lines[i] = p.String()
-	}
-	return fmt.Sprintf("invalid configuration (%d problems):\n  %s", len(ps), strings.Join(lines, "\n  "))
-}
-
-func (ps Problems) sort() {
-	sort.SliceStable(ps, func(i, j int) bool {
-		li, lj := ps[i].Line, ps[j].Line
-		if (li == 0) != (lj == 0) {
-			return lj == 0
-		}
-		return li < lj
-	})
-}
 
 // Backend types.
 const (
@@ -82,124 +37,6 @@ var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 // IsDNSLabel tells whether s is a lowercase RFC 1123 DNS label: 1 to 63
 // characters a-z, 0-9 and '-', starting and ending with a letter or digit.
 func IsDNSLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) }
-
-// keyPath is a path in the YAML tree: string keys and int sequence indexes.
-type keyPath []any
-
-func (p keyPath) String() string {
-	var b strings.Builder
-	for _, e := range p {
-		switch e := e.(type) {
-		case int:
-			fmt.Fprintf(&b, "[%d]", e)
-		default:
-			if b.Len() > 0 {
-				b.WriteByte('.')
-			}
-			fmt.Fprint(&b, e)
-		}
-	}
-	return b.String()
-}
-
-func (p keyPath) with(e ...any) keyPath {
-	return append(append(keyPath(nil), p...), e...)
-}
-
-// validator collects problems and finds their lines in the YAML tree.
-type validator struct {
-	root     *yaml.Node
-	ps       Problems
-	linePath map[int]string // first key path seen on each line, for the decoder's messages
-}
-
-func (v *validator) add(line int, path, format string, args ...any) {
-	v.ps = append(v.ps, Problem{Line: line, Path: path, Message: fmt.Sprintf(format, args...)})
-}
-
-// at reports a problem of the key at path, with its line.
-func (v *validator) at(path keyPath, format string, args ...any) {
-	_, line, _ := v.find(path)
-	v.add(line, path.String(), format, args...)
-}
-
-// env reports a problem of an environment variable.
-func (v *validator) env(name, format string, args ...any) {
-	v.add(0, name, format, args...)
-}
-
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-// mapGet returns the key and value nodes of key in mapping n, following merge
-// keys (<<) the way the decoder does: direct keys win.
-func mapGet(n *yaml.Node, key string) (k, val *yaml.Node) {
-	n = resolve(n)
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil, nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key && n.Content[i].Tag != "!!merge" {
-			return n.Content[i], n.Content[i+1]
-		}
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Tag != "!!merge" {
-			continue
-		}
-		for _, m := range mergeSources(n.Content[i+1]) {
-			if k, val := mapGet(m, key); k != nil {
-				return k, val
-			}
-		}
-	}
-	return nil, nil
-}
-
-func mergeSources(n *yaml.Node) []*yaml.Node {
-	n = resolve(n)
-	if n != nil && n.Kind == yaml.SequenceNode {
-		return n.Content
-	}
-	return []*yaml.Node{n}
-}
-
-// find returns the value node at path, the line of its key (or of the closest
-// enclosing key present when it is absent) and whether it is present.
-func (v *validator) find(path keyPath) (*yaml.Node, int, bool) {
-	n, line := v.root, 0
-	for _, e := range path {
-		n = resolve(n)
-		if n == nil {
-			return nil, line, false
-		}
-		switch e := e.(type) {
-		case string:
-			k, val := mapGet(n, e)
-			if k == nil {
-				return nil, line, false
-			}
-			n, line = val, k.Line
-		case int:
-			if n.Kind != yaml.SequenceNode || e >= len(n.Content) {
-				return nil, line, false
-			}
-			n = n.Content[e]
-			line = n.Line
-		}
-	}
-	return resolve(n), line, n != nil
-}
-
-// set tells whether the key at path is present with a non-null value.
-func (v *validator) set(path keyPath) bool {
-	n, _, ok := v.find(path)
-	return ok && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
 
 // positive reports a value below 1. Defaults replace zero values, so the
 // value set in the file is read from the tree: an explicit 0 would otherwise
@@ -228,117 +65,6 @@ func (v *validator) required(path keyPath, value string) bool {
 		return false
 	}
 	return true
-}
-
-var (
-	durationType = reflect.TypeFor[time.Duration]()
-	fieldsCache  sync.Map // reflect.Type -> map[string]reflect.Type
-)
-
-// yamlFields maps the YAML keys of struct type t to their field types.
-func yamlFields(t reflect.Type) map[string]reflect.Type {
-	if m, ok := fieldsCache.Load(t); ok {
-		return m.(map[string]reflect.Type)
-	}
-	m := make(map[string]reflect.Type)
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" || !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		m[name] = f.Type
-	}
-	fieldsCache.Store(t, m)
-	return m
-}
-
-// walk checks the tree n against type t: unknown keys, and durations set to a
-// non-positive value (absent ones get their default, an explicit "0s" does
-// not). It also records the key path of each line.
-func (v *validator) walk(n *yaml.Node, t reflect.Type, path keyPath) {
-	n = resolve(n)
-	if n == nil {
-		return
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case t == durationType:
-		if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
-			if d, err := time.ParseDuration(n.Value); err == nil && d <= 0 {
-				v.add(n.Line, path.String(), "must be a positive duration, got %s", n.Value)
-			}
-		}
-	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
-		fields := yamlFields(t)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			if k.Tag == "!!merge" {
-				for _, m := range mergeSources(val) {
-					v.walk(m, t, path)
-				}
-				continue
-			}
-			p := path.with(k.Value)
-			if _, seen := v.linePath[k.Line]; !seen {
-				v.linePath[k.Line] = p.String()
-			}
-			ft, ok := fields[k.Value]
-			if !ok {
-				v.add(k.Line, p.String(), "unknown key")
-				continue
-			}
-			v.walk(val, ft, p)
-		}
-	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
-		for i, item := range n.Content {
-			v.walk(item, t.Elem(), path.with(i))
-		}
-	}
-}
-
-var decodeError = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
-
-// decoderProblem rewrites a problem reported by the YAML decoder (a value of
-// the wrong type, a duplicate key) with the path of its line.
-func (v *validator) decoderProblem(p Problem) Problem {
-	if p.Path == "" {
-		p.Path = v.linePath[p.Line]
-	}
-	if m := decodeError.FindStringSubmatch(p.Message); m != nil {
-		want := m[3]
-		switch want {
-		case "time.Duration":
-			want = "a duration with a unit (30s, 10m, 12h)"
-		case "int", "int32", "int64":
-			want = "an integer"
-		case "float64":
-			want = "a number"
-		case "bool":
-			want = "true or false"
-		case "string":
-			want = "a string"
-		default:
-			switch {
-			case strings.HasPrefix(want, "[]"):
-				want = "a list"
-			default:
-				want = "a mapping"
-			}
-		}
-		if m[2] != "" {
-			p.Message = fmt.Sprintf("%q is not %s", m[2], want)
-		} else {
-			got := map[string]string{"seq": "a list", "map": "a mapping"}[m[1]]
-			p.Message = fmt.Sprintf("%s is not %s", cmp.Or(got, "a "+m[1]), want)
-		}
-	}
-	return p
 }
 
 // validate collects every problem at once: decoded earlier (decoded) and
@@ -396,6 +122,7 @@ func (c *Config) validateGlobal(v *validator) {
 	if c.GitHub.WebhookHookID == 0 && c.GitHub.WebhookOrganization != "" {
 		v.at(keyPath{"github", "webhook_hook_id"}, "required with github.webhook_organization")
 	}
+	c.validateWebhookHooks(v)
 
 	v.positive(keyPath{"streams", "max_len"}, c.Streams.MaxLen)
 	v.positive(keyPath{"streams", "max_deliveries"}, c.Streams.MaxDeliveries)
@@ -408,6 +135,11 @@ func (c *Config) validateGlobal(v *validator) {
 	if c.Scheduler.RecoveryInterval > 0 && c.Scheduler.RecoveryInterval < MinRecoveryInterval {
 		v.at(keyPath{"scheduler", "recovery_interval"},
 			"%s is shorter than %s: every pass costs at least one GitHub API call", c.Scheduler.RecoveryInterval, MinRecoveryInterval)
+	}
+
+	if n := c.Scheduler.UsageTopRepositories; n < 0 || n > MaxUsageTopRepositories {
+		v.at(keyPath{"scheduler", "usage_top_repositories"},
+			"%d is not between 1 and %d (each repository kept apart is a metric series per group and workflow)", n, MaxUsageTopRepositories)
 	}
 
 	for _, l := range []struct {
@@ -456,16 +188,41 @@ func sameListenAddr(a, b string) bool {
 	return ah == bh || ah == "" || bh == "" || ah == "0.0.0.0" || bh == "0.0.0.0"
 }
 
+// validateWebhookHooks checks github.webhook_hooks: each hook names its
+// organization and a positive id, and each pair appears once (counting
+// webhook_organization / webhook_hook_id).
+func (c *Config) validateWebhookHooks(v *validator) {
+	seen := map[string]bool{}
+	if c.GitHub.WebhookHookID > 0 && c.GitHub.WebhookOrganization != "" {
+		seen[fmt.Sprintf("%s/%d", strings.ToLower(c.GitHub.WebhookOrganization), c.GitHub.WebhookHookID)] = true
+	}
+	for i, h := range c.GitHub.WebhookHooks {
+		p := keyPath{"github", "webhook_hooks", i}
+		if !v.required(p.with("organization"), h.Organization) {
+			continue
+		}
+		if h.HookID <= 0 {
+			v.at(p.with("hook_id"), "must be at least 1, got %d", h.HookID)
+			continue
+		}
+		key := fmt.Sprintf("%s/%d", strings.ToLower(h.Organization), h.HookID)
+		if seen[key] {
+			v.at(p, "hook %d of %s is listed twice", h.HookID, h.Organization)
+		}
+		seen[key] = true
+	}
+}
+
 func (c *Config) validateSecrets(v *validator) {
 	s := c.Secrets
-	appComplete := s.GitHubAppID > 0 && s.GitHubAppInstallationID > 0 && s.GitHubAppPrivateKey.IsSet()
+	appComplete := s.GitHubAppID > 0 && s.GitHubAppPrivateKey.IsSet() && s.GitHubAppInstallationID >= 0
 	switch {
 	case s.HasApp() && !appComplete:
 		var missing []string
 		if s.GitHubAppID <= 0 {
 			missing = append(missing, "RM_GITHUB_APP_ID")
 		}
-		if s.GitHubAppInstallationID <= 0 {
+		if s.GitHubAppInstallationID < 0 {
 			missing = append(missing, "RM_GITHUB_APP_INSTALLATION_ID")
 		}
 		if !s.GitHubAppPrivateKey.IsSet() {
@@ -473,7 +230,11 @@ func (c *Config) validateSecrets(v *validator) {
 		}
 		v.env("RM_GITHUB_APP_*", "incomplete GitHub App credentials: missing or not positive: %s", strings.Join(missing, ", "))
 	case !s.HasApp() && !s.GitHubToken.IsSet():
-		v.env("RM_GITHUB_*", "no GitHub credentials: set RM_GITHUB_APP_ID, RM_GITHUB_APP_INSTALLATION_ID and RM_GITHUB_APP_PRIVATE_KEY (or _FILE) for a GitHub App, or RM_GITHUB_TOKEN")
+		v.env("RM_GITHUB_*", "no GitHub credentials: set RM_GITHUB_APP_ID and RM_GITHUB_APP_PRIVATE_KEY (or _FILE) for a GitHub App, or RM_GITHUB_TOKEN")
+	}
+	if accounts := c.accounts(); s.HasApp() && s.GitHubAppInstallationID > 0 && len(accounts) > 1 {
+		v.env("RM_GITHUB_APP_INSTALLATION_ID", "one installation cannot serve the groups' %d accounts (%s): leave it unset, and each account's installation is looked up through the App",
+			len(accounts), strings.Join(accounts, ", "))
 	}
 	if s.GitHubAppPrivateKey.IsSet() && !isRSAPrivateKey(s.GitHubAppPrivateKey.Value()) {
 		v.env("RM_GITHUB_APP_PRIVATE_KEY", "not a PEM-encoded RSA private key (PKCS #1 or PKCS #8)")
@@ -494,6 +255,22 @@ func (c *Config) validateSecrets(v *validator) {
 			v.env(sec.name, "has leading or trailing white space (a newline from a secret file?)")
 		}
 	}
+}
+
+// accounts are the GitHub accounts (organizations, repository owners) of
+// the runner groups, lower-case and sorted: one App installation each.
+func (c *Config) accounts() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, g := range c.RunnerGroups {
+		a := strings.ToLower(g.Organization)
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func isRSAPrivateKey(s string) bool {

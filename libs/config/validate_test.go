@@ -26,6 +26,7 @@ func TestParseValidMinimal(t *testing.T) {
 	require.Equal(t, DefaultCallTimeout+ReclaimMargin, cfg.Streams.ReclaimMinIdle)
 	require.Equal(t, DefaultReclaimMinIdle, cfg.Streams.ReclaimMinIdle)
 	require.Equal(t, DefaultRecoveryInterval, cfg.Scheduler.RecoveryInterval)
+	require.Equal(t, DefaultUsageTopRepositories, cfg.Scheduler.UsageTopRepositories)
 	require.Equal(t, DefaultDockerImage, cfg.RunnerGroups[0].Backend.Docker.Image)
 	require.Equal(t, DefaultDockerStopTimeout, cfg.RunnerGroups[0].Backend.Docker.StopTimeout)
 	require.True(t, *cfg.RunnerGroups[0].RepositoryAccess.AllowsPublicRepositories)
@@ -61,6 +62,33 @@ func TestAppCredentialsAccepted(t *testing.T) {
 	s := Secrets{GitHubAppID: 1, GitHubAppInstallationID: 2, GitHubAppPrivateKey: Secret(testKeyPEM()), WebhookSecret: "w"}
 	_, err := Parse([]byte(group), s)
 	require.NoError(t, err)
+}
+
+// twoOrgs has runner groups in two organizations.
+const twoOrgs = group + `  - name: other
+    organization: other-org
+    max_runners: 2
+    labels: [linux]
+    backend:
+      type: docker
+`
+
+func TestAppWithoutInstallationIDAccepted(t *testing.T) {
+	t.Parallel()
+	s := Secrets{GitHubAppID: 1, GitHubAppPrivateKey: Secret(testKeyPEM()), WebhookSecret: "w"}
+	_, err := Parse([]byte(twoOrgs), s)
+	require.NoError(t, err, "the App id and key are enough: each organization's installation is looked up")
+}
+
+func TestWebhookHooks(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte(twoOrgs+"github:\n  webhook_hooks:\n    - {organization: my-org, hook_id: 7}\n    - {organization: other-org, hook_id: 8}\n"), validSecrets())
+	require.NoError(t, err)
+	require.Equal(t, []WebhookHook{{"my-org", 7}, {"other-org", 8}}, cfg.GitHub.Hooks())
+
+	cfg, err = Parse([]byte(group+"github:\n  webhook_hook_id: 3\n  webhook_organization: my-org\n"), validSecrets())
+	require.NoError(t, err)
+	require.Equal(t, []WebhookHook{{"my-org", 3}}, cfg.GitHub.Hooks(), "the single pair is one hook")
 }
 
 // TestProblems has one case per problem. The line expected is the one marked
@@ -186,7 +214,16 @@ func TestProblems(t *testing.T) {
 		{"duration without unit", group + "time_to_live: 12 #<\n", nil, "time_to_live", `"12" is not a duration with a unit`},
 		{"no GitHub credentials", group, noToken, "RM_GITHUB_*", "no GitHub credentials"},
 		{"partial GitHub App", group, func(s *Secrets) { s.GitHubToken = ""; s.GitHubAppID = 12 }, "RM_GITHUB_APP_*",
-			"incomplete GitHub App credentials: missing or not positive: RM_GITHUB_APP_INSTALLATION_ID, RM_GITHUB_APP_PRIVATE_KEY"},
+			"incomplete GitHub App credentials: missing or not positive: RM_GITHUB_APP_PRIVATE_KEY"},
+		{"GitHub App installation without id", group, func(s *Secrets) { s.GitHubToken = ""; s.GitHubAppInstallationID = 12 }, "RM_GITHUB_APP_*",
+			"missing or not positive: RM_GITHUB_APP_ID, RM_GITHUB_APP_PRIVATE_KEY"},
+		{"one installation for two organizations", twoOrgs, func(s *Secrets) {
+			s.GitHubAppID, s.GitHubAppInstallationID, s.GitHubAppPrivateKey = 1, 2, Secret(testKeyPEM())
+		}, "RM_GITHUB_APP_INSTALLATION_ID", "one installation cannot serve the groups' 2 accounts (my-org, other-org): leave it unset"},
+		{"webhook hook without id", group + "github:\n  webhook_hooks:\n    - organization: my-org #<\n", nil, "github.webhook_hooks[0].hook_id", "must be at least 1, got 0"},
+		{"webhook hook without organization", group + "github:\n  webhook_hooks:\n    - hook_id: 4 #<\n", nil, "github.webhook_hooks[0].organization", "required"},
+		{"webhook hook twice", group + "github:\n  webhook_hook_id: 4\n  webhook_organization: my-org\n  webhook_hooks:\n    - {organization: My-Org, hook_id: 4} #<\n", nil,
+			"github.webhook_hooks[0]", "hook 4 of My-Org is listed twice"},
 		{"GitHub App key not PEM", group, func(s *Secrets) {
 			s.GitHubAppID, s.GitHubAppInstallationID, s.GitHubAppPrivateKey = 1, 2, "not a key"
 		}, "RM_GITHUB_APP_PRIVATE_KEY", "not a PEM-encoded RSA private key"},
@@ -204,6 +241,8 @@ func TestProblems(t *testing.T) {
 			"use at least 11m0s"},
 		{"recovery interval too short", group + "scheduler:\n  recovery_interval: 5s #<\n", nil, "scheduler.recovery_interval",
 			"5s is shorter than 10s"},
+		{"usage top repositories too many", group + "scheduler:\n  usage_top_repositories: 201 #<\n", nil, "scheduler.usage_top_repositories",
+			"201 is not between 1 and 200"},
 		{"max_body_bytes zero", group + "ingress:\n  max_body_bytes: 0 #<\n", nil, "ingress.max_body_bytes", "must be at least 1, got 0"},
 		{"max_body_bytes negative", group + "ingress:\n  max_body_bytes: -5 #<\n", nil, "ingress.max_body_bytes", "must be at least 1, got -5"},
 		{"concurrency zero", group + "provisioner:\n  concurrency: 0 #<\n", nil, "provisioner.concurrency", "must be at least 1, got 0"},

@@ -140,7 +140,7 @@ func TestAppInstallationTokenIsUsedAndCached(t *testing.T) {
 	}
 	require.Equal(t, int32(3), apiCalls.Load())
 	require.Equal(t, int32(1), s.tokenCalls.Load(), "the installation token is cached")
-	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_api_calls_total",
+	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_api_calls_total", "installation", "app",
 		"route", routeAccessTokens, "method", "POST", "code", "201"))
 	require.NotContains(t, b.logs.String(), installationToken)
 }
@@ -176,7 +176,7 @@ func TestAppRequiresAWellFormedKey(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "not a key")
 	_, err = New(Options{AppID: 1})
-	require.ErrorContains(t, err, "installation id and a private key")
+	require.ErrorContains(t, err, "needs a private key")
 }
 
 func TestHookDeliveries(t *testing.T) {

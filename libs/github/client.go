@@ -64,8 +64,8 @@ const (
 	DefaultPerPage = 100
 )
 
-// Options configure a Client. Either Token, or AppID, InstallationID and
-// PrivateKey must be set; the App wins when both are.
+// Options configure a Client. Either Token, or AppID and PrivateKey must be
+// set; the App wins when both are.
 type Options struct {
 	// BaseURL of the REST API: https://api.github.com (the default),
 	// https://HOST/api/v3 for GitHub Enterprise Server, or any URL used as
@@ -73,9 +73,13 @@ type Options struct {
 	BaseURL string
 	// Token authenticates as a user or with a personal access token.
 	Token config.Secret
-	// AppID, InstallationID and PrivateKey (PEM) authenticate as a GitHub
-	// App installation; installation tokens are cached and refreshed a
-	// minute before they expire.
+	// AppID and PrivateKey (PEM) authenticate as a GitHub App: each call
+	// uses a token of the installation on the account (organization or
+	// repository owner) it concerns, found through the App
+	// (GET /orgs/{org}/installation, GET /repos/{owner}/{repo}/installation)
+	// and cached; tokens are cached and refreshed a minute before they
+	// expire. InstallationID, when set, is used for every account instead
+	// (a deployment of one organization).
 	AppID          int64
 	InstallationID int64
 	PrivateKey     config.Secret
@@ -129,12 +133,15 @@ func FromConfig(c *config.Config) Options {
 
 // Client calls the GitHub REST API. It is safe for concurrent use.
 type Client struct {
-	gh *gh.Client
-	// apps is authenticated as the App itself (JWT), for /app routes; nil
-	// when authenticating with a token.
+	// token is the client of a token; nil with an App.
+	token *gh.Client
+	// apps is authenticated as the App itself (JWT), for /app routes and
+	// the installation look-ups; nil when authenticating with a token.
 	apps *gh.Client
-	tr   *transport
-	log  *slog.Logger
+	// installs are the App's installations; nil with a token.
+	installs *installations
+	tr       *transport
+	log      *slog.Logger
 	// callTimeout bounds every call (Options.CallTimeout).
 	callTimeout time.Duration
 }
@@ -176,26 +183,34 @@ func New(opts Options) (*Client, error) {
 	userAgent := cmp.Or(opts.UserAgent, "runner-manager")
 	switch {
 	case opts.AppID != 0:
-		if opts.InstallationID == 0 || !opts.PrivateKey.IsSet() {
-			return nil, errors.New("an App needs an installation id and a private key")
+		if !opts.PrivateKey.IsSet() {
+			return nil, errors.New("an App needs a private key")
 		}
-		atr, err := ghinstallation.NewAppsTransport(tr, opts.AppID, []byte(opts.PrivateKey.Value()))
+		// The App's own calls (its hook, the installation look-ups) spend
+		// the App's budget.
+		atr, err := ghinstallation.NewAppsTransport(budgetTransport{t: tr, label: budgetApp}, opts.AppID, []byte(opts.PrivateKey.Value()))
 		if err != nil {
 			// ghinstallation's text names the parse failure, not the key.
 			return nil, fmt.Errorf("parse the App private key: %w", err)
 		}
 		atr.BaseURL = strings.TrimSuffix(baseURL.String(), "/")
-		itr := ghinstallation.NewFromAppsTransport(atr, opts.InstallationID)
-		itr.BaseURL = atr.BaseURL
-		c.gh = newGitHub(&http.Client{Transport: itr}, baseURL, userAgent)
 		c.apps = newGitHub(&http.Client{Transport: atr}, baseURL, userAgent)
+		c.installs = &installations{
+			tr: tr, appID: opts.AppID, key: opts.PrivateKey, baseURL: baseURL, userAgent: userAgent,
+			override: opts.InstallationID, byAccount: map[string]int64{}, clients: map[int64]*gh.Client{},
+		}
 	case opts.Token.IsSet():
-		c.gh = newGitHub(&http.Client{Transport: tr}, baseURL, userAgent).WithAuthToken(opts.Token.Value())
+		c.token = newGitHub(&http.Client{Transport: tr}, baseURL, userAgent).WithAuthToken(opts.Token.Value())
 	default:
-		return nil, errors.New("no GitHub credentials: set an App (id, installation id, private key) or a token")
+		return nil, errors.New("no GitHub credentials: set an App (id and private key) or a token")
 	}
 	return c, nil
 }
+
+// Budgets lists the rate-limit windows the client knows, sorted: one per
+// installation used (its id), "token" with a token, "app" for the App's
+// own calls.
+func (c *Client) Budgets() []Budget { return c.tr.budgets() }
 
 func newGitHub(hc *http.Client, base *url.URL, userAgent string) *gh.Client {
 	c := gh.NewClient(hc)

@@ -102,10 +102,10 @@ func (c *Client) ListOrgHookDeliveries(ctx context.Context, org string, hookID i
 		out  []*gh.HookDelivery
 		next string
 	)
-	err := c.call(ctx, op, false, func(ctx context.Context) error {
+	err := c.callAs(ctx, op, false, orgAccount(org), func(ctx context.Context, g *gh.Client) error {
 		var resp *gh.Response
 		var err error
-		out, resp, err = c.gh.Organizations.ListHookDeliveries(ctx, url.PathEscape(org), hookID, cursorOptions(cursor, perPage))
+		out, resp, err = g.Organizations.ListHookDeliveries(ctx, url.PathEscape(org), hookID, cursorOptions(cursor, perPage))
 		if err == nil {
 			next = resp.Cursor
 		}
@@ -124,8 +124,8 @@ func (c *Client) RedeliverOrgHook(ctx context.Context, org string, hookID, deliv
 	if org == "" {
 		return invalid(op, "empty organization")
 	}
-	return c.call(ctx, op, false, func(ctx context.Context) error {
-		_, _, err := c.gh.Organizations.RedeliverHookDelivery(ctx, url.PathEscape(org), hookID, deliveryID)
+	return c.callAs(ctx, op, false, orgAccount(org), func(ctx context.Context, g *gh.Client) error {
+		_, _, err := g.Organizations.RedeliverHookDelivery(ctx, url.PathEscape(org), hookID, deliveryID)
 		return accepted(err)
 	})
 }

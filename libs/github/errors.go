@@ -198,6 +198,8 @@ func wrapError(op string, err error, info *callInfo, sensitive bool) error {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			e.cause = ctxErr(err)
 		}
+	case errors.Is(err, errNotInstalled):
+		e.kind, e.Message = ErrPermanent, errNotInstalled.Error()
 	case errors.As(err, &tokErr):
 		// The installation token could not be had: never ErrNotFound (a
 		// wrong installation id must not read as "runner already gone").

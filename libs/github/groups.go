@@ -108,10 +108,11 @@ func (c *Client) listRunnerGroups(ctx context.Context, org string) ([]RunnerGrou
 		return nil, invalid(op, "empty organization")
 	}
 	var all []RunnerGroup
-	err := c.call(ctx, op, false, func(ctx context.Context) error {
+	err := c.callAs(ctx, op, false, orgAccount(org), func(ctx context.Context, g *gh.Client) error {
+		all = nil
 		return listPages(ctx, func(ctx context.Context, page int) (*gh.Response, error) {
 			var out apiRunnerGroups
-			resp, err := c.do(ctx, c.gh, http.MethodGet,
+			resp, err := c.do(ctx, g, http.MethodGet,
 				fmt.Sprintf("%s/actions/runner-groups?per_page=%d&page=%d", orgPath(org), DefaultPerPage, page), nil, &out)
 			if err != nil {
 				return nil, err
@@ -150,8 +151,8 @@ func (c *Client) CreateRunnerGroup(ctx context.Context, org string, s RunnerGrou
 		return nil, invalid(op, "empty organization or group name")
 	}
 	var out apiRunnerGroup
-	err := c.call(ctx, op, false, func(ctx context.Context) error {
-		_, err := c.do(ctx, c.gh, http.MethodPost, orgPath(org)+"/actions/runner-groups", s.body(true), &out)
+	err := c.callAs(ctx, op, false, orgAccount(org), func(ctx context.Context, g *gh.Client) error {
+		_, err := c.do(ctx, g, http.MethodPost, orgPath(org)+"/actions/runner-groups", s.body(true), &out)
 		return err
 	})
 	if err != nil {
@@ -170,8 +171,8 @@ func (c *Client) UpdateRunnerGroup(ctx context.Context, org string, groupID int6
 		return nil, invalid(op, "empty organization or group name")
 	}
 	var out apiRunnerGroup
-	err := c.call(ctx, op, false, func(ctx context.Context) error {
-		_, err := c.do(ctx, c.gh, http.MethodPatch,
+	err := c.callAs(ctx, op, false, orgAccount(org), func(ctx context.Context, g *gh.Client) error {
+		_, err := c.do(ctx, g, http.MethodPatch,
 			fmt.Sprintf("%s/actions/runner-groups/%d", orgPath(org), groupID), s.body(false), &out)
 		return err
 	})
@@ -190,8 +191,8 @@ func (c *Client) SetRunnerGroupRepositories(ctx context.Context, org string, gro
 		return invalid(op, "empty organization")
 	}
 	body := gh.SetRepoAccessRunnerGroupRequest{SelectedRepositoryIDs: append([]int64{}, repoIDs...)}
-	return c.call(ctx, op, false, func(ctx context.Context) error {
-		_, err := c.do(ctx, c.gh, http.MethodPut,
+	return c.callAs(ctx, op, false, orgAccount(org), func(ctx context.Context, g *gh.Client) error {
+		_, err := c.do(ctx, g, http.MethodPut,
 			fmt.Sprintf("%s/actions/runner-groups/%d/repositories", orgPath(org), groupID), body, nil)
 		return err
 	})
@@ -208,8 +209,8 @@ func (c *Client) GetRepositoryID(ctx context.Context, owner, repo string) (int64
 	var out struct {
 		ID int64 `json:"id"`
 	}
-	err := c.call(ctx, op, false, func(ctx context.Context) error {
-		_, err := c.do(ctx, c.gh, http.MethodGet, "repos/"+url.PathEscape(owner)+"/"+url.PathEscape(repo), nil, &out)
+	err := c.callAs(ctx, op, false, repoAccount(owner, repo), func(ctx context.Context, g *gh.Client) error {
+		_, err := c.do(ctx, g, http.MethodGet, "repos/"+url.PathEscape(owner)+"/"+url.PathEscape(repo), nil, &out)
 		return err
 	})
 	if err != nil {

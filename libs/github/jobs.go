@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	gh "github.com/google/go-github/v62/github"
 )
 
 // Workflow job statuses and conclusions reported by GitHub.
@@ -48,8 +50,8 @@ func (c *Client) GetJob(ctx context.Context, owner, repo string, id int64) (*Job
 		return nil, invalid(op, "empty owner or repository")
 	}
 	var j *Job
-	err := c.call(ctx, op, false, func(ctx context.Context) error {
-		wj, _, err := c.gh.Actions.GetWorkflowJobByID(ctx, url.PathEscape(owner), url.PathEscape(repo), id)
+	err := c.callAs(ctx, op, false, repoAccount(owner, repo), func(ctx context.Context, g *gh.Client) error {
+		wj, _, err := g.Actions.GetWorkflowJobByID(ctx, url.PathEscape(owner), url.PathEscape(repo), id)
 		if err != nil {
 			return err
 		}

@@ -6,43 +6,48 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics of the client. Labels carry route templates, methods and status
-// codes only: never a concrete path, a name or a token.
+// metrics of the client. Labels carry the budget (an installation id,
+// "token" or "app": bounded by the organizations of the configuration),
+// route templates, methods and status codes only: never a concrete path, a
+// name or a token.
 type metrics struct {
-	remaining    prometheus.Gauge
+	remaining    *prometheus.GaugeVec
 	calls        *prometheus.CounterVec
-	rateLimited  prometheus.Counter
-	retries      prometheus.Counter
-	reserveWaits prometheus.Counter
-	refusals     prometheus.Counter
+	rateLimited  *prometheus.CounterVec
+	retries      *prometheus.CounterVec
+	reserveWaits *prometheus.CounterVec
+	refusals     *prometheus.CounterVec
 }
+
+// labelInstallation is the budget label of every metric of the client.
+const labelInstallation = "installation"
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		remaining: prometheus.NewGauge(prometheus.GaugeOpts{
+		remaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "runner_manager_github_rate_limit_remaining",
-			Help: "REST calls left in the current rate-limit window of the installation (or token), as last reported by GitHub.",
-		}),
+			Help: "REST calls left in the current rate-limit window of the installation (its id; \"token\" for a token, \"app\" for the App's own calls), as last reported by GitHub.",
+		}, []string{labelInstallation}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runner_manager_github_api_calls_total",
-			Help: "HTTP requests sent to the GitHub API, by route template, method and status code (\"error\" when no response came).",
-		}, []string{"route", "method", "code"}),
-		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "HTTP requests sent to the GitHub API, by installation, route template, method and status code (\"error\" when no response came).",
+		}, []string{labelInstallation, "route", "method", "code"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runner_manager_github_rate_limited_total",
 			Help: "GitHub API responses that were a primary or secondary rate limit.",
-		}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
+		}, []string{labelInstallation}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runner_manager_github_retries_total",
 			Help: "GitHub API requests retried after a 5xx or a network error.",
-		}),
-		reserveWaits: prometheus.NewCounter(prometheus.CounterOpts{
+		}, []string{labelInstallation}),
+		reserveWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runner_manager_github_reserve_waits_total",
 			Help: "Low-priority GitHub API calls that waited for the rate-limit reset to keep the reserve.",
-		}),
-		refusals: prometheus.NewCounter(prometheus.CounterOpts{
+		}, []string{labelInstallation}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runner_manager_github_rate_limit_refusals_total",
 			Help: "GitHub API calls failed with ErrRateLimited without waiting: the rate limit (or the reserve) would have held them past their deadline.",
-		}),
+		}, []string{labelInstallation}),
 	}
 	if reg == nil {
 		return m

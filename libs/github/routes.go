@@ -10,7 +10,7 @@ const routeAccessTokens = "/app/installations/{installation_id}/access_tokens"
 const routeOther = "other"
 
 // routes are the templates of every endpoint the client calls (those of
-// e2e/reference/github-actions-runners.openapi.json, plus the repository
+// libs/github/reference/github-actions-runners.openapi.json, plus the repository
 // and organization webhook endpoints that the reference does not hold).
 // Metrics are labelled with the template, never with the concrete path.
 var routes = compileRoutes(

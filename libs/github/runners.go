@@ -36,7 +36,9 @@ type Runner struct {
 // Online tells whether the runner is connected to GitHub.
 func (r Runner) Online() bool { return r.Status == RunnerOnline }
 
-// apiRunner is the runner of the REST API (go-github's lacks runner_group_id).
+// apiRunner is the runner of the REST API: go-github v62's Runner lacks
+// runner_group_id and ephemeral, so the runner reads (GetRunner, the
+// listing) keep raw routes decoded into it.
 type apiRunner struct {
 	ID            int64  `json:"id"`
 	Name          string `json:"name"`
@@ -113,12 +115,12 @@ func (c *Client) GenerateJITConfig(ctx context.Context, scope Scope, req JITRequ
 		body.WorkFolder = gh.String(req.WorkFolder)
 	}
 	var out *gh.JITRunnerConfig
-	err := c.call(ctx, op, true, func(ctx context.Context) error {
+	err := c.callAs(ctx, op, true, scopeAccount(scope), func(ctx context.Context, g *gh.Client) error {
 		var err error
 		if scope.IsOrg() {
-			out, _, err = c.gh.Actions.GenerateOrgJITConfig(ctx, url.PathEscape(scope.Org), body)
+			out, _, err = g.Actions.GenerateOrgJITConfig(ctx, url.PathEscape(scope.Org), body)
 		} else {
-			out, _, err = c.gh.Actions.GenerateRepoJITConfig(ctx, url.PathEscape(scope.Owner), url.PathEscape(scope.Repo), body)
+			out, _, err = g.Actions.GenerateRepoJITConfig(ctx, url.PathEscape(scope.Owner), url.PathEscape(scope.Repo), body)
 		}
 		return err
 	})
@@ -189,8 +191,9 @@ func (c *Client) GetRunner(ctx context.Context, scope Scope, id int64) (*Runner,
 		return nil, invalid(op, "%v", err)
 	}
 	var out apiRunner
-	err = c.call(ctx, op, false, func(ctx context.Context) error {
-		_, err := c.do(ctx, c.gh, http.MethodGet, fmt.Sprintf("%s/actions/runners/%d", prefix, id), nil, &out)
+	err = c.callAs(ctx, op, false, scopeAccount(scope), func(ctx context.Context, g *gh.Client) error {
+		// Raw route: v62's GetOrganizationRunner/GetRunner lack runner_group_id and ephemeral.
+		_, err := c.do(ctx, g, http.MethodGet, fmt.Sprintf("%s/actions/runners/%d", prefix, id), nil, &out)
 		return err
 	})
 	if err != nil {
@@ -204,12 +207,16 @@ func (c *Client) GetRunner(ctx context.Context, scope Scope, id int64) (*Runner,
 // already gone (callers treat it as done); ErrRunnerBusy that it runs a job.
 func (c *Client) DeleteRunner(ctx context.Context, scope Scope, id int64) error {
 	op := fmt.Sprintf("delete runner %d of %s", id, scope)
-	prefix, err := scope.path()
-	if err != nil {
+	if _, err := scope.path(); err != nil {
 		return invalid(op, "%v", err)
 	}
-	return c.call(ctx, op, false, func(ctx context.Context) error {
-		_, err := c.do(ctx, c.gh, http.MethodDelete, fmt.Sprintf("%s/actions/runners/%d", prefix, id), nil, nil)
+	return c.callAs(ctx, op, false, scopeAccount(scope), func(ctx context.Context, g *gh.Client) error {
+		var err error
+		if scope.IsOrg() {
+			_, err = g.Actions.RemoveOrganizationRunner(ctx, url.PathEscape(scope.Org), id)
+		} else {
+			_, err = g.Actions.RemoveRunner(ctx, url.PathEscape(scope.Owner), url.PathEscape(scope.Repo), id)
+		}
 		return err
 	})
 }
@@ -222,14 +229,16 @@ func (c *Client) listRunners(ctx context.Context, scope Scope, name string) ([]R
 		return nil, invalid("", "%v", err)
 	}
 	var all []Runner
-	err = c.call(ctx, "", false, func(ctx context.Context) error {
+	err = c.callAs(ctx, "", false, scopeAccount(scope), func(ctx context.Context, g *gh.Client) error {
+		all = nil
 		return listPages(ctx, func(ctx context.Context, page int) (*gh.Response, error) {
 			q := url.Values{"per_page": {fmt.Sprint(DefaultPerPage)}, "page": {fmt.Sprint(page)}}
 			if name != "" {
 				q.Set("name", name)
 			}
 			var out apiRunners
-			resp, err := c.do(ctx, c.gh, http.MethodGet, prefix+"/actions/runners?"+q.Encode(), nil, &out)
+			// Raw route: v62's ListOrganizationRunners/ListRunners lack runner_group_id and ephemeral.
+			resp, err := c.do(ctx, g, http.MethodGet, prefix+"/actions/runners?"+q.Encode(), nil, &out)
 			if err != nil {
 				return nil, err
 			}
@@ -275,22 +284,32 @@ type RunnerApplication struct {
 // (GET .../actions/runners/downloads). A VM runner cannot start without
 // it, so the call has PriorityHigh (the reserve is for the calls that start
 // runners) unless ctx says otherwise; the provisioner makes it about once an
-// hour per scope. temp_download_token is not read: it is a credential.
+// hour per scope. temp_download_token is not kept: it is a credential.
 func (c *Client) ListRunnerApplications(ctx context.Context, scope Scope) ([]RunnerApplication, error) {
 	op := "list runner downloads of " + scope.String()
-	prefix, err := scope.path()
-	if err != nil {
+	if _, err := scope.path(); err != nil {
 		return nil, invalid(op, "%v", err)
 	}
 	ctx = withDefaultPriority(ctx, PriorityHigh)
-	var out []RunnerApplication
-	err = c.call(ctx, op, false, func(ctx context.Context) error {
-		out = nil
-		_, err := c.do(ctx, c.gh, http.MethodGet, prefix+"/actions/runners/downloads", nil, &out)
+	var out []*gh.RunnerApplicationDownload
+	err := c.callAs(ctx, op, false, scopeAccount(scope), func(ctx context.Context, g *gh.Client) error {
+		var err error
+		if scope.IsOrg() {
+			out, _, err = g.Actions.ListOrganizationRunnerApplicationDownloads(ctx, url.PathEscape(scope.Org))
+		} else {
+			out, _, err = g.Actions.ListRunnerApplicationDownloads(ctx, url.PathEscape(scope.Owner), url.PathEscape(scope.Repo))
+		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	apps := make([]RunnerApplication, 0, len(out))
+	for _, a := range out {
+		apps = append(apps, RunnerApplication{
+			OS: a.GetOS(), Architecture: a.GetArchitecture(), DownloadURL: a.GetDownloadURL(),
+			Filename: a.GetFilename(), SHA256Checksum: a.GetSHA256Checksum(),
+		})
+	}
+	return apps, nil
 }

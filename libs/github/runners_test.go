@@ -60,7 +60,7 @@ func TestListRunnersReadsEveryPage(t *testing.T) {
 	require.True(t, runners[249].Online())
 	require.Equal(t, []string{"page=1&per_page=100", "page=2&per_page=100", "page=3&per_page=100"}, seen)
 	// Metrics carry the route template, not the path.
-	require.Equal(t, 3.0, metric(t, b.reg, "runner_manager_github_api_calls_total",
+	require.Equal(t, 3.0, metric(t, b.reg, "runner_manager_github_api_calls_total", "installation", "token",
 		"route", "/orgs/{org}/actions/runners", "method", "GET", "code", "200"))
 }
 
@@ -170,7 +170,7 @@ func TestClientsShareTheirMetrics(t *testing.T) {
 	require.NoError(t, err)
 	_, err = other.GetRunner(context.Background(), OrgScope("acme"), 1)
 	require.NoError(t, err)
-	require.Equal(t, 2.0, metric(t, b.reg, "runner_manager_github_api_calls_total",
+	require.Equal(t, 2.0, metric(t, b.reg, "runner_manager_github_api_calls_total", "installation", "token",
 		"route", "/orgs/{org}/actions/runners/{runner_id}", "method", "GET", "code", "200"))
 }
 

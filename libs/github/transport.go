@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/runner-manager/runner-manager/libs/backoff"
 )
 
 // Priority of a call with respect to the rate-limit reserve.
@@ -139,6 +141,8 @@ type bucket struct {
 	// remaining is an estimate: GitHub's last word, less the calls sent
 	// since. Only low-priority calls act on it.
 	remaining int
+	// limit is the window's size (X-RateLimit-Limit), 0 when not told.
+	limit int
 	// exhausted: GitHub said no call is left in this window.
 	exhausted bool
 	reset     time.Time
@@ -149,6 +153,7 @@ type bucket struct {
 
 // Rate-limit headers of GitHub's REST API.
 const (
+	headerLimit      = "X-RateLimit-Limit"
 	headerRemaining  = "X-RateLimit-Remaining"
 	headerReset      = "X-RateLimit-Reset"
 	headerResource   = "X-RateLimit-Resource"
@@ -175,17 +180,47 @@ type transport struct {
 	log               *slog.Logger
 	metrics           *metrics
 
-	mu           sync.Mutex
-	installation bucket // the installation's (or the token's) window
-	app          bucket // the App's own window (JWT-authenticated /app routes)
+	mu sync.Mutex
+	// buckets are the rate-limit windows by budget label: an installation's
+	// id, budgetToken, or budgetApp for the App's own window
+	// (JWT-authenticated /app routes). GitHub counts each apart.
+	buckets map[string]*bucket
 }
 
-// RoundTrip implements http.RoundTripper.
+// Budget labels besides installation ids.
+const (
+	// budgetToken is the window of a token (personal access token).
+	budgetToken = "token"
+	// budgetApp is the App's own window (its JWT calls, token creation).
+	budgetApp = "app"
+)
+
+// RoundTrip implements http.RoundTripper for a token's calls.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, budgetToken)
+}
+
+// budgetTransport sends the calls of one installation: they spend its
+// budget (the App's routes still spend the App's).
+type budgetTransport struct {
+	t     *transport
+	label string
+}
+
+func (b budgetTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return b.t.roundTrip(req, b.label)
+}
+
+// roundTrip sends req, spending the budget of label (budgetApp for the
+// App's own routes whatever label says).
+func (t *transport) roundTrip(req *http.Request, label string) (*http.Response, error) {
 	ctx := req.Context()
 	path := strings.TrimPrefix(req.URL.Path, t.basePath)
 	route := routeOf(path)
-	app := isAppRoute(path)
+	app := label
+	if isAppRoute(path) {
+		app = budgetApp
+	}
 	prio, _ := priorityOf(ctx)
 	if route == routeAccessTokens {
 		// Every installation call waits on the token (ghinstallation holds
@@ -204,13 +239,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		resp, err := t.send(r)
-		t.count(req.Method, route, resp, err)
+		t.count(app, req.Method, route, resp, err)
 		if err != nil {
 			info.record(req.Method, route, 0)
 			if ctx.Err() != nil || attempt >= t.maxAttempts || !replayable(req) {
 				return nil, err
 			}
-			if err := t.backoff(ctx, req.Method, route, attempt, 0, err); err != nil {
+			if err := t.backoff(ctx, app, req.Method, route, attempt, 0, err); err != nil {
 				return nil, err
 			}
 			attempt++
@@ -219,7 +254,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		info.record(req.Method, route, resp.StatusCode)
 		t.observe(app, resp.Header)
 		if wait, limited := t.rateLimitWait(resp, rateWaits); limited {
-			t.metrics.rateLimited.Inc()
+			t.metrics.rateLimited.WithLabelValues(app).Inc()
 			t.pause(app, wait)
 			rateWaits++
 			if rateWaits > t.maxRateLimitWaits || !fits(ctx, wait) || !replayable(req) {
@@ -234,7 +269,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if retryableStatus(resp.StatusCode) && attempt < t.maxAttempts && replayable(req) {
 			drain(resp)
-			if err := t.backoff(ctx, req.Method, route, attempt, resp.StatusCode, nil); err != nil {
+			if err := t.backoff(ctx, app, req.Method, route, attempt, resp.StatusCode, nil); err != nil {
 				return nil, err
 			}
 			attempt++
@@ -293,7 +328,7 @@ func (b *cancelOnClose) Close() error {
 // out a pause imposed by a rate-limited response or an exhausted window; a
 // low-priority call also waits for the reset while no more than the reserve
 // is left. A wait the context cannot afford fails at once with ErrRateLimited.
-func (t *transport) awaitBudget(ctx context.Context, app bool, prio Priority, method, route string, info *callInfo) error {
+func (t *transport) awaitBudget(ctx context.Context, app string, prio Priority, method, route string, info *callInfo) error {
 	for {
 		until, reason := t.blockedUntil(app, prio)
 		if until.IsZero() {
@@ -301,12 +336,12 @@ func (t *transport) awaitBudget(ctx context.Context, app bool, prio Priority, me
 		}
 		wait := until.Sub(t.clock.Now())
 		if !fits(ctx, wait) {
-			t.metrics.refusals.Inc()
+			t.metrics.refusals.WithLabelValues(app).Inc()
 			info.gaveUp(method, route, 0, until)
 			return fmt.Errorf("%w: %s until %s, beyond the context's deadline", ErrRateLimited, reason, until.UTC().Format(time.RFC3339))
 		}
 		if reason == reasonReserve {
-			t.metrics.reserveWaits.Inc()
+			t.metrics.reserveWaits.WithLabelValues(app).Inc()
 		}
 		t.log.DebugContext(ctx, "github call waiting for the rate limit",
 			"method", method, "route", route, "reason", reason, "wait", wait)
@@ -329,7 +364,7 @@ const (
 // blockedUntil tells until when a call must wait, or zero if it may go now;
 // a call that may go is counted against the known remaining budget, an
 // estimate corrected by the next response.
-func (t *transport) blockedUntil(app bool, prio Priority) (time.Time, string) {
+func (t *transport) blockedUntil(app string, prio Priority) (time.Time, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.bucket(app)
@@ -352,15 +387,48 @@ func (t *transport) blockedUntil(app bool, prio Priority) (time.Time, string) {
 	return time.Time{}, ""
 }
 
-func (t *transport) bucket(app bool) *bucket {
-	if app {
-		return &t.app
+// bucket returns the window of a budget label; t.mu is held.
+func (t *transport) bucket(label string) *bucket {
+	b := t.buckets[label]
+	if b == nil {
+		if t.buckets == nil {
+			t.buckets = map[string]*bucket{}
+		}
+		b = &bucket{}
+		t.buckets[label] = b
 	}
-	return &t.installation
+	return b
+}
+
+// Budget is what the client knows of one rate-limit window: an
+// installation's (Installation is its id), a token's ("token") or the
+// App's own ("app").
+type Budget struct {
+	Installation string
+	// Remaining is GitHub's last word less the calls sent since; Limit the
+	// window's size; Reset when it renews. All zero until a response told.
+	Remaining, Limit int
+	Reset            time.Time
+}
+
+// budgets lists the windows, sorted by label.
+func (t *transport) budgets() []Budget {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Budget, 0, len(t.buckets))
+	for label, b := range t.buckets {
+		bg := Budget{Installation: label}
+		if b.known {
+			bg.Remaining, bg.Limit, bg.Reset = max(b.remaining, 0), b.limit, b.reset
+		}
+		out = append(out, bg)
+	}
+	slices.SortFunc(out, func(a, b Budget) int { return strings.Compare(a.Installation, b.Installation) })
+	return out
 }
 
 // observe records the rate-limit headers of a response.
-func (t *transport) observe(app bool, h http.Header) {
+func (t *transport) observe(app string, h http.Header) {
 	if res := h.Get(headerResource); res != "" && res != "core" {
 		return // search, graphql... have windows of their own
 	}
@@ -373,9 +441,8 @@ func (t *transport) observe(app bool, h http.Header) {
 		return
 	}
 	reset := time.Unix(resetUnix, 0)
-	if !app {
-		t.metrics.remaining.Set(float64(remaining))
-	}
+	limit, _ := strconv.Atoi(h.Get(headerLimit))
+	t.metrics.remaining.WithLabelValues(app).Set(float64(remaining))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.bucket(app)
@@ -384,16 +451,22 @@ func (t *transport) observe(app bool, h http.Header) {
 		b.exhausted = false
 	}
 	b.exhausted = b.exhausted || remaining <= 0
+	if limit, err := strconv.Atoi(h.Get(headerLimit)); err == nil {
+		b.limit = limit
+	}
 	// Within one window the budget only shrinks: a response that overtook
 	// others does not raise the estimate back.
 	if sameWindow && remaining > b.remaining {
 		return
 	}
 	b.known, b.remaining, b.reset = true, remaining, reset
+	if limit > 0 {
+		b.limit = limit
+	}
 }
 
 // pause stops every call of the window for d.
-func (t *transport) pause(app bool, d time.Duration) {
+func (t *transport) pause(app string, d time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.bucket(app)
@@ -427,7 +500,8 @@ func (t *transport) rateLimitWait(resp *http.Response, repeated int) (time.Durat
 			return max(time.Unix(resetUnix, 0).Sub(t.clock.Now()), time.Second), true
 		}
 	}
-	secondary := t.secondaryWait << min(repeated, 5)
+	// secondaryWait, doubling with each repeated limit, 32 times at most.
+	secondary := backoff.Exponential{Base: t.secondaryWait, Max: t.secondaryWait << 5}.Delay(repeated + 1)
 	if resp.StatusCode == http.StatusTooManyRequests {
 		return secondary, true
 	}
@@ -443,13 +517,9 @@ func (t *transport) rateLimitWait(resp *http.Response, repeated int) (time.Durat
 
 // backoff sleeps before a retry: exponential from baseDelay, capped at
 // maxDelay, with jitter over the upper half.
-func (t *transport) backoff(ctx context.Context, method, route string, attempt, status int, cause error) error {
-	d := t.baseDelay << (attempt - 1)
-	if d <= 0 || d > t.maxDelay {
-		d = t.maxDelay
-	}
-	d = d/2 + rand.N(d/2+1)
-	t.metrics.retries.Inc()
+func (t *transport) backoff(ctx context.Context, label, method, route string, attempt, status int, cause error) error {
+	d := backoff.Exponential{Base: t.baseDelay, Max: t.maxDelay, Jitter: 0.5}.Delay(attempt)
+	t.metrics.retries.WithLabelValues(label).Inc()
 	attrs := []any{"method", method, "route", route, "attempt", attempt, "delay", d}
 	if status != 0 {
 		attrs = append(attrs, "status", status)
@@ -478,12 +548,12 @@ func sanitizeTransportError(err error) string {
 	return err.Error()
 }
 
-func (t *transport) count(method, route string, resp *http.Response, err error) {
+func (t *transport) count(label, method, route string, resp *http.Response, err error) {
 	code := "error"
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode)
 	}
-	t.metrics.calls.WithLabelValues(route, method, code).Inc()
+	t.metrics.calls.WithLabelValues(label, route, method, code).Inc()
 }
 
 // fits tells whether a wait of d ends before the context's deadline.

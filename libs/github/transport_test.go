@@ -33,9 +33,9 @@ func TestServerErrorsAreRetriedThenSucceed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "r5", r.Name)
 	require.Equal(t, int32(3), calls.Load())
-	require.Equal(t, 2.0, metric(t, b.reg, "runner_manager_github_retries_total"))
+	require.Equal(t, 2.0, metric(t, b.reg, "runner_manager_github_retries_total", "installation", "token"))
 	for code, want := range map[string]float64{"502": 1, "503": 1, "200": 1} {
-		require.Equal(t, want, metric(t, b.reg, "runner_manager_github_api_calls_total",
+		require.Equal(t, want, metric(t, b.reg, "runner_manager_github_api_calls_total", "installation", "token",
 			"route", "/orgs/{org}/actions/runners/{runner_id}", "method", "GET", "code", code), code)
 	}
 }
@@ -113,7 +113,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	b.clock.Advance(time.Second)
 	require.NoError(t, <-done)
 	require.Equal(t, int32(2), calls.Load())
-	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_rate_limited_total"))
+	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_rate_limited_total", "installation", "token"))
 }
 
 func TestPrimaryRateLimitWaitsForTheReset(t *testing.T) {
@@ -138,7 +138,7 @@ func TestPrimaryRateLimitWaitsForTheReset(t *testing.T) {
 	require.Equal(t, []time.Duration{90 * time.Second}, b.clock.Waits())
 	b.clock.Advance(90 * time.Second)
 	require.NoError(t, <-done)
-	require.Equal(t, 4999.0, metric(t, b.reg, "runner_manager_github_rate_limit_remaining"))
+	require.Equal(t, 4999.0, metric(t, b.reg, "runner_manager_github_rate_limit_remaining", "installation", "token"))
 }
 
 func TestSecondaryRateLimitWithoutRetryAfterWaitsAMinute(t *testing.T) {
@@ -279,8 +279,8 @@ func TestLowPriorityWaitsForTheResetToKeepTheReserve(t *testing.T) {
 	b.clock.Advance(time.Minute)
 	require.NoError(t, <-low)
 	require.Equal(t, int32(1), lowSeen.Load())
-	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_reserve_waits_total"))
-	require.Equal(t, 4999.0, metric(t, b.reg, "runner_manager_github_rate_limit_remaining"))
+	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_reserve_waits_total", "installation", "token"))
+	require.Equal(t, 4999.0, metric(t, b.reg, "runner_manager_github_rate_limit_remaining", "installation", "token"))
 }
 
 func TestExhaustedWindowHoldsEveryPriority(t *testing.T) {
@@ -335,7 +335,7 @@ func TestPerAttemptTimeout(t *testing.T) {
 	_, err := b.client.GetRunner(context.Background(), OrgScope("acme"), 1)
 	require.NoError(t, err, "the hung attempt timed out and was retried")
 	require.Equal(t, int32(2), calls.Load())
-	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_api_calls_total",
+	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_api_calls_total", "installation", "token",
 		"route", "/orgs/{org}/actions/runners/{runner_id}", "method", "GET", "code", "error"))
 }
 
@@ -371,7 +371,7 @@ func TestBaseURLs(t *testing.T) {
 	} {
 		c, err := New(Options{BaseURL: tc.in, Token: testToken})
 		require.NoError(t, err, tc.in)
-		require.Equal(t, tc.want, c.gh.BaseURL.String(), tc.in)
+		require.Equal(t, tc.want, c.token.BaseURL.String(), tc.in)
 	}
 	for _, bad := range []string{"ftp://x", "ftp://user:pw@x", "api.github.com", "https://user:pw@h/", "https://h/?q=1", "http://user:pw@h:port/\x7f"} {
 		_, err := New(Options{BaseURL: bad, Token: testToken})
@@ -391,7 +391,7 @@ func TestGHESPathPrefix(t *testing.T) {
 	b := setup(t, mux, func(o *Options) { o.BaseURL += "/api/v3" })
 	_, err := b.client.GetRunner(context.Background(), OrgScope("acme"), 1)
 	require.NoError(t, err)
-	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_api_calls_total",
+	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_api_calls_total", "installation", "token",
 		"route", "/orgs/{org}/actions/runners/{runner_id}", "method", "GET", "code", "200"))
 }
 
@@ -481,7 +481,7 @@ func TestLowBudgetFailsFastWithoutACallerDeadline(t *testing.T) {
 	require.True(t, ok, "the error carries the reset time")
 	require.True(t, at.Equal(reset), "reset %s, want %s", at, reset)
 	require.NotContains(t, err.Error(), testToken)
-	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_rate_limit_refusals_total"))
+	require.Equal(t, 1.0, metric(t, b.reg, "runner_manager_github_rate_limit_refusals_total", "installation", "token"))
 }
 
 // TestCallDeadlineBoundsAWaitingCall: a call whose caller gave no deadline

@@ -3,7 +3,10 @@
 // Lua script may touch any of them and two managers can share a Redis.
 package keys
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Keys builds the key names of the manager P.
 type Keys struct{ p string }
@@ -13,6 +16,14 @@ func New(name string) Keys { return Keys{p: "{" + name + "}"} }
 
 // Prefix is "{P}".
 func (k Keys) Prefix() string { return k.p }
+
+// All is the SCAN pattern of every key of the manager: "{P}:*" (P is not
+// escaped: manager names have no glob characters).
+func (k Keys) All() string { return k.p + ":*" }
+
+// Local returns what follows "{P}:" in key, false when key is not one of the
+// manager's (for tools that classify keys; see also Split).
+func (k Keys) Local(key string) (string, bool) { return strings.CutPrefix(key, k.p+":") }
 
 // Events is the stream of accepted workflow_job deliveries (group "scheduler").
 func (k Keys) Events() string { return k.p + ":events" }
@@ -63,6 +74,11 @@ func (k Keys) GroupCreateFailures(group string) string {
 	return k.p + ":group:" + group + ":create_failures"
 }
 
+// GroupMode holds the operator's mode of a group: "paused" or "draining";
+// absent when the group is active. The scripts that reserve runners read it
+// with the limit check, so no create slips through a pause or a drain.
+func (k Keys) GroupMode(group string) string { return k.p + ":group:" + group + ":mode" }
+
 // Retry is the sorted set of commands to emit again ("create:<runner>",
 // "delete:<runner>"), scored by the time they are due in milliseconds.
 func (k Keys) Retry() string { return k.p + ":retry" }
@@ -78,8 +94,82 @@ func (k Keys) Tombstone(name string) string { return k.p + ":tombstone:" + name 
 // Job is a job's last known status.
 func (k Keys) Job(id int64) string { return k.p + ":job:" + strconv.FormatInt(id, 10) }
 
+// Usage is the usage aggregate's bucket that starts at start (Unix seconds,
+// a multiple of the bucket length): a hash of runner-seconds, job counts and
+// wait and boot histograms per group, repository and workflow
+// (services/scheduler/internal/usage).
+func (k Keys) Usage(start int64) string { return k.p + ":usage:" + strconv.FormatInt(start, 10) }
+
+// RecentRefusals is the capped list of the commands provisioners refused
+// lately (libs/recent: group, reason, time; newest first), for the status page.
+func (k Keys) RecentRefusals() string { return k.p + ":recent:refused" }
+
+// RecentCreateFailures is the capped list of the failed create results the
+// scheduler handled lately (libs/recent: group, failure class, time; newest
+// first), for the status page.
+func (k Keys) RecentCreateFailures() string { return k.p + ":recent:create_failures" }
+
 // Lease is the leader lease of one periodic task.
 func (k Keys) Lease(task string) string { return k.p + ":lease:" + task }
+
+// HealthOrphan, while it exists, records that the delete of the orphan
+// instance name was emitted (its guard period).
+func (k Keys) HealthOrphan(name string) string { return k.p + ":health:orphan:" + name }
+
+// HealthListed, while it exists, records that a list command of backend was
+// emitted (the spacing of list commands).
+func (k Keys) HealthListed(backend string) string { return k.p + ":health:listed:" + backend }
+
+// HealthList holds what the list command commandID covered, for its inventory.
+func (k Keys) HealthList(commandID string) string { return k.p + ":health:list:" + commandID }
+
+// HealthGitHubOrphans is the sorted set of the registrations of scope found
+// at GitHub without a record ("<id>:<name>"), scored by when first seen (ms).
+func (k Keys) HealthGitHubOrphans(scope string) string { return k.p + ":health:ghorphans:" + scope }
+
+// HealthAbsent is the hash of the runners with a record that were absent
+// from the listings of scope at GitHub -> consecutive listings absent from.
+func (k Keys) HealthAbsent(scope string) string { return k.p + ":health:absent:" + scope }
+
+// HealthJobChecks is the sorted set of job ids scored by when their status
+// was last asked at GitHub (ms).
+func (k Keys) HealthJobChecks() string { return k.p + ":health:jobchecks" }
+
+// HealthGitHubGroupRepos holds the fingerprint of the repositories last set
+// on the GitHub runner group of group.
+func (k Keys) HealthGitHubGroupRepos(group string) string {
+	return k.p + ":health:ghgroup-repos:" + group
+}
+
+// RecoveryCheckpoint holds the recovery's checkpoint of the webhook
+// deliveries of the hook called hook ("": the app's hook).
+func (k Keys) RecoveryCheckpoint(hook string) string {
+	if hook == "" {
+		return k.p + ":recovery:checkpoint"
+	}
+	return k.p + ":recovery:checkpoint:" + hook
+}
+
+// RecoveryGUID counts the redeliveries the recovery asked for one delivery GUID.
+func (k Keys) RecoveryGUID(guid string) string { return k.p + ":recovery:guid:" + guid }
+
+// Split returns what the key name f builds comes before and after its
+// argument: the shape of a family of keys, for the Lua scripts that build a
+// name from a value they read (a runner's group) and for parsing SCAN
+// results. f must use its argument once.
+func Split(f func(string) string) (before, after string) {
+	const mark = "\x00"
+	before, after, _ = strings.Cut(f(mark), mark)
+	return before, after
+}
+
+// SplitID is Split for the key families named by an integer id.
+func SplitID(f func(int64) string) (before, after string) {
+	const mark = -9_007_199_254_740_991 // no id is negative
+	s := strconv.FormatInt(mark, 10)
+	before, after, _ = strings.Cut(f(mark), s)
+	return before, after
+}
 
 // Groups
 const (

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,15 +51,26 @@ type Options struct {
 	MetricsListen func(*config.Config) string
 	// Tune, when set, adjusts the HTTP server (timeouts) before it starts.
 	Tune func(*config.Config, *http.Server)
+	// Env is the binary's environment struct, a pointer to a struct that
+	// embeds Env (see Env); nil: Env alone. Run fills it.
+	Env any
 }
 
 // App is what a service's run function gets.
 type App struct {
 	Binary string
+	// Env is the environment every binary reads (the binary's own
+	// variables are in the struct it passed in Options.Env).
+	Env    Env
 	Config *config.Config
 	Log    *slog.Logger
 	Redis  redis.UniversalClient
-	HTTP   *echo.Echo
+	// HTTP is the router of the main listener. The listener serves before
+	// the run function starts (health probes), so a route added by the run
+	// function must go through Routes, and a test that sends requests while
+	// Run runs must send them through Handler: echo's router is not safe for
+	// a route added while it finds another.
+	HTTP *echo.Echo
 	// MetricsHTTP serves /metrics, /healthz and /readyz on the metrics
 	// listener; nil when the binary's metrics_listen is not set, and then
 	// HTTP serves /metrics.
@@ -66,6 +78,9 @@ type App struct {
 	Metrics     *prometheus.Registry
 	Keys        keys.Keys
 	Publisher   *stream.Publisher
+
+	// routes orders adding routes (Routes, write) and serving (Handler, read).
+	routes sync.RWMutex
 
 	mu       sync.Mutex
 	checks   []readiness
@@ -86,6 +101,24 @@ func (a *App) AddReadiness(name string, check func(context.Context) error) {
 	a.checks = append(a.checks, readiness{name, check})
 }
 
+// Routes adds routes to HTTP while it may be serving: fn runs while no
+// request is being routed.
+func (a *App) Routes(fn func(e *echo.Echo)) {
+	a.routes.Lock()
+	defer a.routes.Unlock()
+	fn(a.HTTP)
+}
+
+// Handler is HTTP as the main listener serves it: a request is routed while
+// no route is being added (Routes).
+func (a *App) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.routes.RLock()
+		defer a.routes.RUnlock()
+		a.HTTP.ServeHTTP(w, r)
+	})
+}
+
 // Main runs the binary and exits: 0 after a clean shutdown, 1 on an error, 2
 // on a usage error. run must return when its context is cancelled.
 func Main(opts Options, run func(ctx context.Context, app *App) error) {
@@ -94,13 +127,18 @@ func Main(opts Options, run func(ctx context.Context, app *App) error) {
 
 // Run is Main without the exit, for tests.
 func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx context.Context, app *App) error) int {
+	env, err := loadEnv(opts.Env)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: environment: %v\n", opts.Binary, err)
+		return 2
+	}
 	fs := flag.NewFlagSet(opts.Binary, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", os.Getenv("RM_CONFIG"), "configuration file (or RM_CONFIG)")
+	configPath := fs.String("config", env.Config, "configuration file (or RM_CONFIG)")
 	check := fs.Bool("check-config", false, "validate the configuration, print every problem, and exit (1 when invalid)")
 	version := fs.Bool("version", false, "print the version and exit")
 	probe := fs.String("probe", "", "GET this URL and exit 0 on a 2xx answer, 1 otherwise (container health checks: images have no shell)")
-	listen := fs.String("listen", os.Getenv("RM_LISTEN"), "override the listen address of the configuration (or RM_LISTEN)")
+	listen := fs.String("listen", env.Listen, "override the listen address of the configuration (or RM_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -119,7 +157,7 @@ func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx con
 	if *check {
 		return printCheck(stdout, stderr, *configPath, cfg, err)
 	}
-	log := NewLogger(stderr, opts.Binary)
+	log := NewLogger(stderr, opts.Binary, env.LogLevel)
 	if err != nil {
 		log.Error("invalid configuration", "file", *configPath, "error", err.Error())
 		return 1
@@ -128,7 +166,7 @@ func Run(opts Options, args []string, stdout, stderr io.Writer, run func(ctx con
 		addr := *listen
 		opts.Listen = func(*config.Config) string { return addr }
 	}
-	if err := serve(opts, cfg, log, run); err != nil {
+	if err := serve(opts, *env, cfg, log, run); err != nil {
 		log.Error("stopped with an error", "error", err.Error())
 		return 1
 	}
@@ -155,21 +193,22 @@ func printCheck(stdout, stderr io.Writer, path string, cfg *config.Config, err e
 	return 1
 }
 
-// NewLogger returns the JSON logger of a service; RM_LOG_LEVEL (debug, info,
-// warn, error) sets its level.
-func NewLogger(w io.Writer, binary string) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(os.Getenv("RM_LOG_LEVEL"))); err != nil {
-		level = slog.LevelInfo
+// NewLogger returns the JSON logger of a service at level (debug, info, warn,
+// error: Env.LogLevel, RM_LOG_LEVEL); anything else is info.
+func NewLogger(w io.Writer, binary, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("service", binary)
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})).With("service", binary)
 }
 
-func serve(opts Options, cfg *config.Config, log *slog.Logger, run func(context.Context, *App) error) error {
+func serve(opts Options, env Env, cfg *config.Config, log *slog.Logger, run func(context.Context, *App) error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	shutdownTracing, err := telemetry.SetupTracing(ctx, opts.Binary, Version)
+	shutdownTracing, err := telemetry.SetupTracing(ctx, opts.Binary, Version,
+		env.OTLPEndpoint != "" || env.OTLPTracesEndpoint != "")
 	if err != nil {
 		return err
 	}
@@ -186,9 +225,10 @@ func serve(opts Options, cfg *config.Config, log *slog.Logger, run func(context.
 	defer rdb.Close()
 
 	app := newApp(opts.Binary, cfg, log, rdb, metricsListen(opts, cfg))
+	app.Env = env
 	srv := &http.Server{
 		Addr:              opts.Listen(cfg),
-		Handler:           app.HTTP,
+		Handler:           app.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -303,6 +343,7 @@ func newApp(binary string, cfg *config.Config, log *slog.Logger, rdb redis.Unive
 		e := echo.New()
 		e.HideBanner = true
 		e.HidePort = true
+		presizeParams(e)
 		return e
 	}
 	e := newEcho()
@@ -334,6 +375,24 @@ func newApp(binary string, cfg *config.Config, log *slog.Logger, rdb redis.Unive
 		app.MetricsHTTP = m
 	}
 	return app
+}
+
+// maxRouteParams bounds the path parameters of any route a service adds.
+const maxRouteParams = 8
+
+// presizeParams makes every context echo pools hold room for maxRouteParams
+// path parameters. The server answers (health probes) before a service's
+// run function adds its routes, and echo sizes a pooled context's parameter
+// values by the routes known when it was made: a context pooled before a
+// route with a parameter was added made that route's requests panic in the
+// router (index out of range, the connection dropped). A route that only an
+// unused method reaches raises echo's count from the start.
+func presizeParams(e *echo.Echo) {
+	path := ""
+	for i := range maxRouteParams {
+		path += "/:p" + strconv.Itoa(i)
+	}
+	e.Add("X-PRESIZE", path, func(c echo.Context) error { return echo.ErrMethodNotAllowed })
 }
 
 func (a *App) readyz(c echo.Context) error {

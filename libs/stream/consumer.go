@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/runner-manager/runner-manager/libs/backoff"
 )
 
 // Handler handles one entry. Returning nil acknowledges it; an error leaves it
@@ -53,7 +56,7 @@ var (
 type ConsumerConfig struct {
 	Stream   string
 	Group    string
-	Consumer string // stable per replica: pod name or hostname (default DefaultConsumerName())
+	Consumer string // stable per replica: pod name or hostname (default ConsumerName(""): the host name)
 	// Concurrency bounds the handlers running at once (default 1).
 	Concurrency int
 	// MinIdle before a dead consumer's entry is taken over with XAUTOCLAIM
@@ -86,20 +89,17 @@ type ConsumerConfig struct {
 
 // DefaultBackoff is exponential from 1s, doubling with each delivery, capped at 1m.
 func DefaultBackoff(deliveries int64) time.Duration {
-	if deliveries < 1 {
-		deliveries = 1
-	}
-	if deliveries > 7 {
-		return time.Minute
-	}
-	return min(time.Second<<(deliveries-1), time.Minute)
+	return defaultBackoff.Delay(int(min(deliveries, math.MaxInt32)))
 }
 
-// DefaultConsumerName is $POD_NAME, else the host name: stable across restarts
-// of one replica, so that it finds its own pending entries again.
-func DefaultConsumerName() string {
-	if name := os.Getenv("POD_NAME"); name != "" {
-		return name
+var defaultBackoff = backoff.Exponential{Base: time.Second, Max: time.Minute}
+
+// ConsumerName is podName (service.Env.PodName, $POD_NAME), else the host
+// name: stable across restarts of one replica, so that it finds its own
+// pending entries again.
+func ConsumerName(podName string) string {
+	if podName != "" {
+		return podName
 	}
 	if name, err := os.Hostname(); err == nil && name != "" {
 		return name
@@ -110,7 +110,7 @@ func DefaultConsumerName() string {
 }
 
 func (cfg *ConsumerConfig) setDefaults() {
-	cfg.Consumer = cmp.Or(cfg.Consumer, DefaultConsumerName())
+	cfg.Consumer = cmp.Or(cfg.Consumer, ConsumerName(""))
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
 	cfg.MinIdle = cmp.Or(cfg.MinIdle, DefaultMinIdle)
 	cfg.MaxDeliveries = cmp.Or(cfg.MaxDeliveries, DefaultMaxDeliveries)

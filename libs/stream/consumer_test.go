@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,11 +209,12 @@ func TestDefaultBackoff(t *testing.T) {
 	}
 }
 
-func TestDefaultConsumerName(t *testing.T) {
-	t.Setenv("POD_NAME", "scheduler-7d9f-abc")
-	require.Equal(t, "scheduler-7d9f-abc", stream.DefaultConsumerName())
-	t.Setenv("POD_NAME", "")
-	require.NotEmpty(t, stream.DefaultConsumerName())
+func TestConsumerName(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "scheduler-7d9f-abc", stream.ConsumerName("scheduler-7d9f-abc"))
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	require.Equal(t, host, stream.ConsumerName(""))
 }
 
 func TestReadyAndMessage(t *testing.T) {

@@ -150,7 +150,7 @@ func RetryDLQ(ctx context.Context, rdb redis.UniversalClient, dlq, id string, op
 	if origin == "" {
 		return fmt.Errorf("retry dead letter %s of %s: it names no origin stream", id, dlq)
 	}
-	err = retryDLQScript.Run(ctx, rdb, []string{dlq, origin}, id, o.maxLen).Err()
+	err = retryDLQScript.Run(ctx, rdb, []string{dlq, origin}, id, o.maxLen, FieldType, FieldData, FieldTraceparent).Err()
 	if isNil(err) {
 		return fmt.Errorf("retry dead letter %s of %s: %w", id, dlq, ErrNotFound)
 	}

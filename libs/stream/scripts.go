@@ -99,7 +99,9 @@ return id
 // MAXLEN ~) and deletes it from the DLQ, together.
 //
 // KEYS[1] DLQ, KEYS[2] origin stream
-// ARGV[1] DLQ entry id, ARGV[2] origin max length
+// ARGV[1] DLQ entry id, ARGV[2] origin max length, ARGV[3..5] the entry's
+// field names (FieldType, FieldData, FieldTraceparent; the dead letter keeps
+// them under the same names)
 // Returns the new entry id, or false when the dead letter is gone.
 var retryDLQScript = redis.NewScript(`
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
@@ -115,7 +117,7 @@ if v['origin_stream'] ~= KEYS[2] then
   return redis.error_reply('dead letter ' .. ARGV[1] .. ' comes from another stream')
 end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-  'type', v['type'] or '', 'data', v['data'] or '', 'traceparent', v['traceparent'] or '')
+  ARGV[3], v[ARGV[3]] or '', ARGV[4], v[ARGV[4]] or '', ARGV[5], v[ARGV[5]] or '')
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id
 `)

@@ -4,7 +4,6 @@ package telemetry
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -14,14 +13,16 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 )
 
-// SetupTracing installs the W3C trace-context propagator and, when
-// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, a
-// tracer provider exporting spans with OTLP over HTTP. Without an endpoint
-// tracing stays off (spans are no-ops) but trace context still propagates.
-// The returned function flushes and stops the exporter.
-func SetupTracing(ctx context.Context, serviceName, version string) (func(context.Context) error, error) {
+// SetupTracing installs the W3C trace-context propagator and, when export is
+// true (libs/service: OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set), a tracer provider exporting
+// spans with OTLP over HTTP; the exporter reads its endpoint and its other
+// OTEL_EXPORTER_OTLP_* variables itself. Without export tracing stays off
+// (spans are no-ops) but trace context still propagates. The returned
+// function flushes and stops the exporter.
+func SetupTracing(ctx context.Context, serviceName, version string, export bool) (func(context.Context) error, error) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
-	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+	if !export {
 		return func(context.Context) error { return nil }, nil
 	}
 	exp, err := otlptracehttp.New(ctx)

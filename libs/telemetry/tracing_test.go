@@ -66,10 +66,8 @@ func (e *exports) serve(w http.ResponseWriter, r *http.Request) {
 
 func TestTracingOffWithoutEndpoint(t *testing.T) {
 	restoreGlobals(t)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	ctx := context.Background()
-	shutdown, err := telemetry.SetupTracing(ctx, "ingress", "test")
+	shutdown, err := telemetry.SetupTracing(ctx, "ingress", "test", false)
 	require.NoError(t, err)
 
 	_, isSDK := otel.GetTracerProvider().(*sdktrace.TracerProvider)
@@ -98,7 +96,7 @@ func TestTracingExportsToTheEndpoint(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	ctx := context.Background()
-	shutdown, err := telemetry.SetupTracing(ctx, "scheduler", "v1.2.3")
+	shutdown, err := telemetry.SetupTracing(ctx, "scheduler", "v1.2.3", true)
 	require.NoError(t, err)
 
 	_, span := otel.Tracer("test").Start(ctx, "consume events")

@@ -1,7 +1,8 @@
 // Command benchdispatch measures the scheduler's dispatch (docs/benchmarks.md,
 // figures 2, 3 and 5): it starts a redis-server and the real scheduler
-// binary (1, 2 or 3 replicas) on loopback, an in-process provisioner-docker
-// runtime over the in-memory backend, publishes queued workflow_job events
+// binary (1, 2 or 3 replicas) on loopback, the provisioner-bench binary (the
+// provisioner runtime over the in-memory backend, with the real GitHub client
+// against the fake GitHub, whose runner group ids the scheduler resolves too), publishes queued workflow_job events
 // straight to {P}:events, and measures
 //   - burst: N events at once for groups with room; the time until the last
 //     create command is acknowledged by the provisioner, and event → create
@@ -33,10 +34,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/runner-manager/runner-manager/e2e/bench"
-	"github.com/runner-manager/runner-manager/libs/backend/memory"
+	"github.com/runner-manager/runner-manager/e2e/harness"
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/keys"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime/runtimetest"
 )
 
 type options struct {
@@ -167,7 +167,7 @@ func groupsOf(o options, jobs int, prefix string) ([]config.RunnerGroup, [][]str
 	var labels [][]string
 	for i := range n {
 		l := []string{"self-hosted", "linux", fmt.Sprintf("%s-%d", prefix, i)}
-		gs = append(gs, bench.Group(fmt.Sprintf("%s-%d", prefix, i), (jobs+n-1)/n, l...))
+		gs = append(gs, harness.DockerGroup(fmt.Sprintf("%s-%d", prefix, i), (jobs+n-1)/n, 0, l...))
 		labels = append(labels, l)
 	}
 	return gs, labels
@@ -175,7 +175,7 @@ func groupsOf(o options, jobs int, prefix string) ([]config.RunnerGroup, [][]str
 
 func configure(c *config.Config) {
 	// Nothing but dispatch during the run: no health check or runner
-	// timeout fires (the fake GitHub of the provisioner is in-process).
+	// timeout fires.
 	c.HealthCheckInterval = time.Hour
 	c.TimeToStart = 2 * time.Hour
 	c.TimeToLive = 3 * time.Hour
@@ -192,18 +192,14 @@ func dispatch(ctx context.Context, o options, replicas int, rate float64, jobs i
 		return res, err
 	}
 	gs, labels := groupsOf(o, jobs, "g")
-	sys, err := bench.Start(ctx, bench.Options{Name: name, Dir: dir, BinDir: o.bin, Groups: gs, Schedulers: replicas, Configure: configure})
+	sys, err := harness.Start(ctx, harness.Options{Name: name, Dir: dir, BinDir: o.bin, Groups: gs, Schedulers: replicas,
+		NoIngress: true, ProductionDefaults: true, Configure: configure,
+		Provisioner: "provisioner-bench", ProvisionerEnv: []string{"RM_BENCH_BACKEND=memory", "RM_BENCH_GITHUB=client"}})
 	if err != nil {
 		return res, err
 	}
 	defer sys.Close()
-	rdb, k := sys.Client(), sys.Keys
-	mem := memory.New(memory.Options{Manager: k.Prefix()})
-	prov, err := bench.StartProvisioner(ctx, rdb, k, sys.Config, mem, runtimetest.NewGitHub())
-	if err != nil {
-		return res, err
-	}
-	defer prov.Stop()
+	rdb, k := sys.RedisClient(), keys.New(name)
 
 	// Idle: every consumer group exists and the first reconcile passes ran.
 	if err := waitGroups(ctx, sys, 15*time.Second); err != nil {
@@ -211,7 +207,7 @@ func dispatch(ctx context.Context, o options, replicas int, rate float64, jobs i
 	}
 	time.Sleep(2 * time.Second)
 	pids := sys.Pids()
-	pids["benchdispatch (provisioner in-process)"] = os.Getpid()
+	pids["benchdispatch (publisher)"] = os.Getpid()
 	res.idleRSS = map[string]int64{}
 	for n, pid := range pids {
 		if v, err := bench.RSS(pid); err == nil {
@@ -309,10 +305,10 @@ func dispatch(ctx context.Context, o options, replicas int, rate float64, jobs i
 }
 
 // waitGroups waits until the schedulers created their consumer groups.
-func waitGroups(ctx context.Context, sys *bench.System, timeout time.Duration) error {
+func waitGroups(ctx context.Context, sys *harness.System, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		groups, err := sys.Client().XInfoGroups(ctx, sys.Keys.Events()).Result()
+		groups, err := sys.RedisClient().XInfoGroups(ctx, keys.New(sys.Opts.Name).Events()).Result()
 		if err == nil && slices.ContainsFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == keys.GroupScheduler }) {
 			return nil
 		}
@@ -350,13 +346,14 @@ func memoryRun(ctx context.Context, o options) (memoryResult, error) {
 		return res, err
 	}
 	labels := []string{"self-hosted", "linux", "mem"}
-	sys, err := bench.Start(ctx, bench.Options{Name: "benchmem", Dir: dir, BinDir: o.bin,
-		Groups: []config.RunnerGroup{bench.Group("mem", o.memJobs, labels...)}, Schedulers: 1, Configure: configure})
+	sys, err := harness.Start(ctx, harness.Options{Name: "benchmem", Dir: dir, BinDir: o.bin,
+		Groups: []config.RunnerGroup{harness.DockerGroup("mem", o.memJobs, 0, labels...)}, Schedulers: 1,
+		NoIngress: true, NoProvisioners: true, ProductionDefaults: true, Configure: configure})
 	if err != nil {
 		return res, err
 	}
 	defer sys.Close()
-	rdb, k := sys.Client(), sys.Keys
+	rdb, k := sys.RedisClient(), keys.New("benchmem")
 	if err := waitGroups(ctx, sys, 15*time.Second); err != nil {
 		return res, err
 	}
@@ -402,7 +399,7 @@ func secs(d time.Duration) string {
 func mib(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB" }
 
 func writeBursts(md *strings.Builder, o options, rs []result) {
-	fmt.Fprintf(md, "Burst: %d `queued` events appended to `{P}:events` at once (pipelines of 500 XADD), for %d groups of max_runners %d; real `scheduler` binaries; in-process provisioner runtime over the in-memory backend.\n\n",
+	fmt.Fprintf(md, "Burst: %d `queued` events appended to `{P}:events` at once (pipelines of 500 XADD), for %d groups of max_runners %d; real `scheduler` binaries; the `provisioner-bench` binary (the provisioner runtime over the in-memory backend, its GitHub client against the fake GitHub).\n\n",
 		o.jobs, o.groups, (o.jobs+o.groups-1)/o.groups)
 	md.WriteString("| scheduler replicas | publish all | last create command emitted | last create acknowledged | created results handled | jobs/s (acknowledged) | event → command p50 | p90 | p99 | max | scheduler CPU per 1,000 jobs | Redis CPU per 1,000 jobs | all processes: CPU / wall time | load average (before → after) |\n")
 	md.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -421,7 +418,7 @@ func writeBursts(md *strings.Builder, o options, rs []result) {
 			ms(bench.Percentile(r.lat, 50)), ms(bench.Percentile(r.lat, 90)), ms(bench.Percentile(r.lat, 99)), ms(bench.Percentile(r.lat, 100)),
 			per(sched), per(r.cpu["redis"]), all.Seconds()/r.recorded.Seconds(), r.loadBefore, r.loadAfter)
 	}
-	md.WriteString("\nCPU counts the schedulers, redis-server, the fake GitHub and this program (the in-process provisioner and the publisher), from /proc/<pid>/stat.\n")
+	md.WriteString("\nCPU counts the schedulers, redis-server, the fake GitHub, the provisioner and this program (the publisher), from /proc/<pid>/stat.\n")
 	md.WriteString("\nEvery run checks that exactly one create command was emitted per job (no job missed, none doubled). In a burst the event → command delay is mostly queueing behind the earlier events of the burst.\n\n")
 }
 

@@ -1,9 +1,9 @@
 // Command benchjobs counts the GitHub API calls the system makes per job
 // (docs/benchmarks.md, figure 4). It starts a redis-server, the fake GitHub,
-// the real ingress and scheduler binaries on loopback, and an in-process
-// provisioner-docker runtime with the real GitHub client (libs/github) whose
-// backend runs each runner as an in-process fake runner (e2e/fakerunner)
-// instead of a container. It queues N jobs at the fake GitHub, which sends
+// the real ingress and scheduler binaries on loopback, and the
+// provisioner-bench binary: the provisioner runtime with the real GitHub
+// client (libs/github) over a backend that runs each runner as a fake runner
+// (libs/github/fakerunner) in a goroutine instead of a container. It queues N jobs at the fake GitHub, which sends
 // the webhooks to the ingress, waits until every job completed and every
 // runner was deleted, and reads the fake's API call counters per route.
 //
@@ -22,14 +22,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/runner-manager/runner-manager/e2e/bench"
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
+	"github.com/runner-manager/runner-manager/e2e/harness"
 	"github.com/runner-manager/runner-manager/libs/config"
-	"github.com/runner-manager/runner-manager/libs/github"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
 )
 
 type options struct {
@@ -80,39 +79,35 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return err
+	}
 	labels := []string{"self-hosted", "linux", "jobs"}
-	groups := []config.RunnerGroup{bench.Group("jobs", o.max, labels...)}
+	groups := []config.RunnerGroup{harness.DockerGroup("jobs", o.max, 0, labels...)}
 	if o.brokenMax > 0 {
-		g := bench.Group("broken", o.brokenMax, "self-hosted", "linux", "broken")
+		g := harness.DockerGroup("broken", o.brokenMax, 0, "self-hosted", "linux", "broken")
 		g.Organization, g.MinRunners = brokenOrg, o.brokenMax
 		groups = append(groups, g)
 	}
-	sys, err := bench.Start(ctx, bench.Options{
-		Name: "benchjobs", Dir: o.dir, BinDir: bin, Ingress: true, Schedulers: 1,
+	sys, err := harness.Start(ctx, harness.Options{
+		Name: "benchjobs", Dir: o.dir, BinDir: bin, Schedulers: 1, ProductionDefaults: true,
 		Groups: groups,
 		Configure: func(c *config.Config) {
 			c.HealthCheckInterval = o.health
 		},
+		Provisioner: "provisioner-bench",
+		ProvisionerEnv: []string{"RM_BENCH_BACKEND=runners", "RM_BENCH_GITHUB=client",
+			"RM_BENCH_BROKEN_GROUPS=broken"},
 	})
 	if err != nil {
 		return err
 	}
 	defer sys.Close()
-
-	ghOpts := github.FromConfig(sys.Config)
-	byOrg := &orgCounter{calls: map[string]int64{}}
-	ghOpts.Transport = byOrg
-	gh, err := github.New(ghOpts)
-	if err != nil {
-		return fmt.Errorf("github client: %w", err)
+	prov := sys.ProvisionerURLs[0]
+	instances := func() (int, error) {
+		n, err := harness.Metric(ctx, prov, "runner_manager_bench_instances")
+		return int(n), err
 	}
-	be := &bench.RunnerBackend{Broken: map[string]bool{"broken": true}}
-	defer be.Close()
-	prov, err := bench.StartProvisioner(ctx, sys.Client(), sys.Keys, sys.Config, be, gh)
-	if err != nil {
-		return err
-	}
-	defer prov.Stop()
 
 	before, err := stats(ctx, sys.FakeURL)
 	if err != nil {
@@ -130,7 +125,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Fprintf(os.Stderr, "== %d jobs of %.1f s, max_runners %d, health checks every %s, load %s\n", o.jobs, o.duration, o.max, o.health, load0)
 	start := time.Now()
 	for i := range o.jobs {
-		if err := queue(ctx, sys.FakeURL, fakegithub.JobSpec{Owner: bench.Org, Repo: "bench", Labels: labels, DurationSeconds: o.duration}); err != nil {
+		if err := queue(ctx, sys.FakeURL, fakegithub.JobSpec{Owner: harness.Org, Repo: "bench", Labels: labels, DurationSeconds: o.duration}); err != nil {
 			return fmt.Errorf("queue job %d: %w", i, err)
 		}
 	}
@@ -140,11 +135,15 @@ func run(ctx context.Context, o options) error {
 		if after, err = stats(ctx, sys.FakeURL); err != nil {
 			return err
 		}
-		if after.Jobs["completed"] >= o.jobs && be.Len() == 0 && time.Since(start) >= o.settle {
+		left, err := instances()
+		if err != nil {
+			return err
+		}
+		if after.Jobs["completed"] >= o.jobs && left == 0 && time.Since(start) >= o.settle {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: jobs %v, %d instances left", o.timeout, after.Jobs, be.Len())
+			return fmt.Errorf("after %s: jobs %v, %d instances left", o.timeout, after.Jobs, left)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -152,10 +151,18 @@ func run(ctx context.Context, o options) error {
 	peak := watch.Stop()
 	load1 := bench.LoadAvg()
 	runners := after.RunnersTotal - before.RunnersTotal
+	exits, err := harness.MetricBy(ctx, prov, "runner_manager_bench_runner_exits_total", "reason")
+	if err != nil {
+		return err
+	}
+	byOrg, err := harness.MetricBy(ctx, prov, "runner_manager_bench_github_calls_total", "org")
+	if err != nil {
+		return err
+	}
 
 	var md strings.Builder
 	fmt.Fprintf(&md, "Machine: %s.\n\n", bench.Machine())
-	fmt.Fprintf(&md, "%d jobs of %.0f s each queued at once at the fake GitHub (webhooks → real ingress → real scheduler), one group of max_runners %d, `health_check_interval` %s (the default is %s); the provisioner runtime and the real GitHub client run in-process, each runner is an in-process fake runner instead of a container. All done (jobs completed, runners deleted) in %s; %d runners registered; load average %s → %s.\n\n",
+	fmt.Fprintf(&md, "%d jobs of %.0f s each queued at once at the fake GitHub (webhooks → real ingress → real scheduler), one group of max_runners %d, `health_check_interval` %s (the default is %s); the provisioner runtime and the real GitHub client run in the `provisioner-bench` binary, each runner is a fake runner in a goroutine of that process instead of a container. All done (jobs completed, runners deleted) in %s; %d runners registered; load average %s → %s.\n\n",
 		o.jobs, o.duration, o.max, o.health, config.DefaultHealthCheckInterval, elapsed.Round(100*time.Millisecond), runners, load0, load1)
 	md.WriteString("| route | calls | per job | per runner |\n|---|---|---|---|\n")
 	routes := make([]string, 0, len(after.APICalls))
@@ -173,14 +180,14 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Fprintf(&md, "| **all** | %d | **%.2f** | %.2f |\n\n", total, float64(total)/float64(o.jobs), float64(total)/float64(max(1, runners)))
 	fmt.Fprintf(&md, "Health-check rounds in the run: about %d (%s / %s). Runner processes ended: %v.\n\n",
-		int(elapsed/o.health), elapsed.Round(time.Second), o.health, be.Exits())
+		int(elapsed/o.health), elapsed.Round(time.Second), o.health, exits)
 	if o.brokenMax > 0 {
 		// The provisioner's calls (JIT configuration, registration deletes)
 		// by organization: the healthy group's are "per job"; the broken
 		// group's are what it burns over the run.
-		healthy, broken := byOrg.get(bench.Org), byOrg.get(brokenOrg)
+		healthy, broken := int64(byOrg[harness.Org]), int64(byOrg[brokenOrg])
 		fmt.Fprintf(&md, "Provisioner GitHub calls by group over %s: healthy group `jobs` (%s) %d, **%.2f per job**; broken group `broken` (%s, min_runners = max_runners = %d, every create fails for good) %d, %.1f per minute.\n\n",
-			elapsed.Round(time.Second), bench.Org, healthy, float64(healthy)/float64(o.jobs), brokenOrg, o.brokenMax, broken, float64(broken)/elapsed.Minutes())
+			elapsed.Round(time.Second), harness.Org, healthy, float64(healthy)/float64(o.jobs), brokenOrg, o.brokenMax, broken, float64(broken)/elapsed.Minutes())
 	}
 	md.WriteString("Resident memory (VmRSS, sampled every 100 ms) of the services during this run:\n\n| process | idle | peak |\n|---|---|---|\n")
 	names := make([]string, 0, len(idle))
@@ -204,32 +211,6 @@ func run(ctx context.Context, o options) error {
 // brokenOrg is the organization of the broken group, so that its calls are
 // told apart from the healthy group's.
 const brokenOrg = "broken-org"
-
-// orgCounter is the transport of the provisioner's GitHub client: it counts
-// the requests by organization (/orgs/<org>/...) and passes them on.
-type orgCounter struct {
-	mu    sync.Mutex
-	calls map[string]int64
-}
-
-func (c *orgCounter) RoundTrip(r *http.Request) (*http.Response, error) {
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	for i := 0; i+1 < len(parts); i++ {
-		if parts[i] == "orgs" {
-			c.mu.Lock()
-			c.calls[parts[i+1]]++
-			c.mu.Unlock()
-			break
-		}
-	}
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-func (c *orgCounter) get(org string) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.calls[org]
-}
 
 func stats(ctx context.Context, base string) (fakegithub.Stats, error) {
 	var s fakegithub.Stats

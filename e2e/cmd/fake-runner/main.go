@@ -12,7 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/runner-manager/runner-manager/e2e/fakerunner"
+	"github.com/runner-manager/runner-manager/libs/github/fakerunner"
 )
 
 func main() {

@@ -12,11 +12,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
 )
 
 func main() {
@@ -35,7 +36,8 @@ func run(args []string) error {
 	webhookSecret := fs.String("webhook-secret", "", "secret signing the webhooks")
 	appID := fs.Int64("app-id", 0, "GitHub App id (enables JWT checks with --app-public-key-file)")
 	appKeyFile := fs.String("app-public-key-file", "", "PEM file of the App's RSA public key")
-	installationID := fs.Int64("installation-id", fakegithub.DefaultInstallationID, "the App's installation id")
+	installationID := fs.Int64("installation-id", fakegithub.DefaultInstallationID, "the App's installation id (on every account, without --installations)")
+	installations := fs.String("installations", "", "the App's installations, comma-separated ACCOUNT=ID (the App is then installed on these accounts only)")
 	tokens := fs.String("token", "", "comma-separated static tokens accepted on every endpoint")
 	anyToken := fs.Bool("accept-any-token", false, "accept any Authorization header (development)")
 	seed := fs.Uint64("seed", 1, "seed of the fault and simulation randomness")
@@ -67,6 +69,20 @@ func run(args []string) error {
 		AcceptAnyToken: *anyToken,
 		Seed:           *seed,
 		Logger:         log,
+	}
+	for _, kv := range strings.Split(*installations, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		account, idText, ok := strings.Cut(kv, "=")
+		id, err := strconv.ParseInt(idText, 10, 64)
+		if !ok || account == "" || err != nil || id <= 0 {
+			return fmt.Errorf("--installations: %q is not ACCOUNT=ID", kv)
+		}
+		if opts.Installations == nil {
+			opts.Installations = map[string]int64{}
+		}
+		opts.Installations[account] = id
 	}
 	for _, t := range strings.Split(*tokens, ",") {
 		if t = strings.TrimSpace(t); t != "" {

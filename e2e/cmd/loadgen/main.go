@@ -36,7 +36,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/runner-manager/runner-manager/e2e/webhooktest"
+	"github.com/runner-manager/runner-manager/libs/github/webhooktest"
 )
 
 func main() {

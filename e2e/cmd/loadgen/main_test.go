@@ -15,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/runner-manager/runner-manager/e2e/webhooktest"
+	"github.com/runner-manager/runner-manager/libs/github/webhooktest"
 )
 
 // server is a stand-in for the ingress: it checks each request the way the

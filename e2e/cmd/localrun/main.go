@@ -82,6 +82,7 @@ func run() error {
 	fmt.Printf("fake GitHub   %s   (control API: %s/_fake/stats)\n", sys.FakeURL, sys.FakeURL)
 	fmt.Printf("ingress       %s/webhook\n", sys.IngressURL)
 	fmt.Printf("admin API     %s/api/v1/groups   (Authorization: Bearer %s)\n", sys.SchedulerURLs[0], harness.DevAPIToken)
+	fmt.Printf("status page   %s/   (paste the token %s into its login form)\n", sys.SchedulerURLs[0], harness.DevAPIToken)
 	fmt.Printf("redis         %s\n", sys.RedisURL)
 	fmt.Println("Ctrl-C stops everything.")
 

@@ -54,6 +54,15 @@ type Harness struct {
 	// unknown image, a bad machine type). Optional: without it the suite does
 	// not check the failure path.
 	InvalidSpec func(t *testing.T, name string) backend.RunnerSpec
+	// Metadata reads back, from the backend itself (EC2 tags, GCE labels),
+	// the job metadata of the instance of name, by backend.Meta* key (other
+	// keys may be there too). Nil declares that the backend keeps the
+	// metadata in the runner's record (Docker): its UpdateRunner must then
+	// return backend.ErrMetadataInRecord.
+	Metadata func(t *testing.T, name string) map[string]string
+	// MetadataValue is how the backend writes a metadata value (its cloud's
+	// rules for tag or label values); default unchanged.
+	MetadataValue func(v string) string
 	// NewName returns a fresh runner name; default "rmt-" + 8 hex digits.
 	NewName func() string
 	// Concurrency is the number of runners created at once in the concurrency
@@ -86,6 +95,9 @@ func Run(t *testing.T, h Harness) {
 	if h.Concurrency <= 0 {
 		h.Concurrency = 6
 	}
+	if h.MetadataValue == nil {
+		h.MetadataValue = func(v string) string { return v }
+	}
 	if h.CallTimeout <= 0 {
 		h.CallTimeout = 2 * time.Minute
 	}
@@ -99,6 +111,12 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ConcurrentCreates", s.concurrentCreates)
 	t.Run("JITConfigReachesOnlyTheInstance", s.jitConfig)
 	t.Run("InvalidNamesRefusedPermanently", s.invalidNames)
+	if h.Metadata != nil {
+		t.Run("UpdateRunnerSetsTheMetadata", s.updateRunner)
+		t.Run("UpdateRunnerOfUnknownRunner", s.updateUnknown)
+	} else {
+		t.Run("UpdateRunnerKeepsMetadataInTheRecord", s.updateInRecord)
+	}
 	if h.InvalidSpec != nil {
 		t.Run("InvalidSpecFailsPermanently", s.invalidSpec)
 	}
@@ -436,6 +454,78 @@ func (s *suite) invalidNames(t *testing.T) {
 		if slices.Contains(InvalidNames, inst.Name) {
 			t.Errorf("List shows an instance of an invalid name: %+v", inst)
 		}
+	}
+}
+
+// Metadata is the job metadata of the suite's UpdateRunner cases: a
+// repository and a workflow that no cloud takes as they are (upper case,
+// '/', '.', spaces, '&', a workflow longer than any tag or label value).
+func Metadata(jobID int64) backend.RunnerMetadata {
+	return backend.RunnerMetadata{
+		JobID: jobID, RunID: 9_000_000_000 + jobID, Repository: "Octo-Org/Hello.World",
+		Workflow: "CI / Build & Test " + strings.Repeat("x", 300), State: backend.StateBusy,
+	}
+}
+
+func (s *suite) checkMetadata(t *testing.T, name string, md backend.RunnerMetadata) {
+	t.Helper()
+	got := s.h.Metadata(t, name)
+	for k, v := range md.Values() {
+		if want := s.h.MetadataValue(v); got[k] != want {
+			t.Errorf("metadata %s = %q, want %q", k, got[k], want)
+		}
+	}
+}
+
+func (s *suite) updateRunner(t *testing.T) {
+	b := s.h.Open(t)
+	r := s.spec(t, s.h.NewName())
+	inst := s.create(t, b, r)
+	md := Metadata(42)
+	for i := range 2 { // a redelivered command: the same metadata again
+		if err := b.UpdateRunner(s.ctx(t), r.Name, md); err != nil {
+			t.Fatalf("UpdateRunner #%d (%s): %v", i+1, r.Name, err)
+		}
+		s.checkMetadata(t, r.Name, md)
+	}
+	// The ownership labels stay: the runner is still listed as ours.
+	got := byName(s.list(t, b), r.Name)
+	if len(got) != 1 {
+		t.Fatalf("List after UpdateRunner: %d instances named %s, want 1", len(got), r.Name)
+	}
+	checkInstance(t, "List after UpdateRunner", got[0], r)
+	if got[0].ID != inst.ID {
+		t.Errorf("List after UpdateRunner: ID = %q, Create returned %q", got[0].ID, inst.ID)
+	}
+	// Another job's metadata, through a restarted backend, replaces it.
+	next := Metadata(43)
+	next.Repository, next.Workflow = "octo-org/other", "release"
+	if err := s.h.Open(t).UpdateRunner(s.ctx(t), r.Name, next); err != nil {
+		t.Fatalf("UpdateRunner after restart: %v", err)
+	}
+	s.checkMetadata(t, r.Name, next)
+	for _, name := range InvalidNames {
+		if err := b.UpdateRunner(s.ctx(t), name, md); !errors.Is(err, backend.ErrPermanent) {
+			t.Errorf("UpdateRunner(%q): %v, want an error wrapping backend.ErrPermanent", name, err)
+		}
+	}
+}
+
+func (s *suite) updateUnknown(t *testing.T) {
+	b := s.h.Open(t)
+	err := b.UpdateRunner(s.ctx(t), s.h.NewName(), Metadata(1))
+	if !errors.Is(err, backend.ErrPermanent) {
+		t.Errorf("UpdateRunner of an unknown runner: %v, want an error wrapping backend.ErrPermanent", err)
+	}
+}
+
+func (s *suite) updateInRecord(t *testing.T) {
+	b := s.h.Open(t)
+	r := s.spec(t, s.h.NewName())
+	s.create(t, b, r)
+	err := b.UpdateRunner(s.ctx(t), r.Name, Metadata(42))
+	if !errors.Is(err, backend.ErrMetadataInRecord) || !errors.Is(err, backend.ErrPermanent) {
+		t.Errorf("UpdateRunner of a backend that keeps metadata in the record: %v, want backend.ErrMetadataInRecord", err)
 	}
 }
 

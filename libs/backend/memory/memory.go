@@ -28,6 +28,7 @@ const (
 	OpCreate Op = "create"
 	OpDelete Op = "delete"
 	OpList   Op = "list"
+	OpUpdate Op = "update"
 )
 
 // StateRunning is the state of every instance of this backend.
@@ -39,6 +40,10 @@ type Record struct {
 	Manager  string
 	Instance backend.Instance
 	Spec     backend.RunnerSpec
+	// Metadata is what UpdateRunner set, by backend.Meta* key; nil before.
+	Metadata map[string]string
+	// Updates counts the UpdateRunner calls that reached the instance.
+	Updates int
 }
 
 // Store is the world the instances live in, shared by Backends.
@@ -275,6 +280,28 @@ func (b *Backend) List(ctx context.Context) ([]backend.Instance, error) {
 		out[i] = r.Instance
 	}
 	return out, nil
+}
+
+// UpdateRunner records md on the runner's instance (Record.Metadata). An
+// unknown name, or an instance of another manager, is a permanent error.
+func (b *Backend) UpdateRunner(ctx context.Context, name string, md backend.RunnerMetadata) error {
+	if err := backend.CheckRunnerName(name); err != nil {
+		return fmt.Errorf("update instance: %w", err)
+	}
+	if err := b.before(ctx, OpUpdate, name); err != nil {
+		return err
+	}
+	s := b.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.instances[name]
+	if !ok || cur.Manager != b.manager {
+		return fmt.Errorf("update instance %s: not found: %w", name, backend.ErrPermanent)
+	}
+	cur.Metadata = md.Values()
+	cur.Updates++
+	s.instances[name] = cur
+	return nil
 }
 
 // ErrInjected is a convenience error for FailNext when the test does not

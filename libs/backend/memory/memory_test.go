@@ -31,6 +31,13 @@ func TestSuite(t *testing.T) {
 			}
 			return r.Spec.JITConfig.Value()
 		},
+		Metadata: func(t *testing.T, name string) map[string]string {
+			r, ok := store.Get(name)
+			if !ok {
+				t.Fatalf("no instance %s", name)
+			}
+			return r.Metadata
+		},
 		Foreign: func(t *testing.T) backendtest.Foreign {
 			other := memory.New(memory.Options{Manager: "another-manager", Store: store})
 			name := "foreign-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))

@@ -1,6 +1,11 @@
 // Package redistest gives tests a real Redis: the one at REDIS_URL when set,
 // otherwise a redis-server of their own on a free loopback port. Tests keep
 // apart by using their own stream and key names (NewName).
+//
+// It is the one place that says how tests run redis-server (Config.Args):
+// the unit tests through Start, the end-to-end harness and the benchmarks
+// through their own process supervision (e2e/harness), with the same
+// command line.
 package redistest
 
 import (
@@ -39,6 +44,42 @@ func NewName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
+// Bin is the Redis server, Debian's redis-server (scripts/install-deps.sh).
+const Bin = "redis-server"
+
+// Config is one redis-server for tests, on loopback without a password.
+type Config struct {
+	// Port on 127.0.0.1.
+	Port int
+	// Dir holds the append-only file.
+	Dir string
+	// AppendFsync, when set, turns the append-only file on with this fsync
+	// policy ("always": a crash loses nothing; "everysec": production's
+	// default), so a restart keeps the data. Empty: no persistence.
+	AppendFsync string
+	// LogFile, when set, receives the server's log; otherwise it writes to
+	// its standard output.
+	LogFile string
+}
+
+// Args is the command line of Bin for c. No RDB snapshots: the append-only
+// file, when on, is the only persistence.
+func (c Config) Args() []string {
+	args := []string{
+		"--port", strconv.Itoa(c.Port), "--bind", "127.0.0.1", "--protected-mode", "no",
+		"--dir", c.Dir, "--save", "", "--daemonize", "no",
+	}
+	if c.AppendFsync != "" {
+		args = append(args, "--appendonly", "yes", "--appendfsync", c.AppendFsync)
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	if c.LogFile != "" {
+		args = append(args, "--logfile", c.LogFile)
+	}
+	return args
+}
+
 // Server is a redis-server owned by one test; it can be stopped and started
 // again on the same port (to test reconnection).
 type Server struct {
@@ -58,7 +99,7 @@ func StartAOF(t testing.TB) *Server { return start(t, true) }
 
 func start(t testing.TB, aof bool) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
+	if _, err := exec.LookPath(Bin); err != nil {
 		t.Fatalf("redis-server is not installed (apt-get install -y redis-server, or run scripts/install-deps.sh): %v", err)
 	}
 	s := &Server{t: t, port: freePort(t), dir: t.TempDir(), aof: aof}
@@ -87,17 +128,11 @@ func (s *Server) Stop() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
-	args := []string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--save", "", "--daemonize", "no", "--protected-mode", "no",
-		"--logfile", filepath.Join(s.dir, "redis.log"),
-	}
+	c := Config{Port: s.port, Dir: s.dir, LogFile: filepath.Join(s.dir, "redis.log")}
 	if s.aof {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
+		c.AppendFsync = "always"
 	}
-	cmd := exec.Command("redis-server", args...)
+	cmd := exec.Command(Bin, c.Args()...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}

@@ -34,7 +34,7 @@ type Sentinel struct {
 // cleanup.
 func StartSentinel(t testing.TB, masterPassword, sentinelPassword string) *Sentinel {
 	t.Helper()
-	for _, bin := range []string{"redis-server", "redis-sentinel"} {
+	for _, bin := range []string{Bin, "redis-sentinel"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s is not installed (apt-get install -y redis-server redis-sentinel, or run scripts/install-deps.sh): %v", bin, err)
 		}
@@ -48,10 +48,9 @@ func StartSentinel(t testing.TB, masterPassword, sentinelPassword string) *Senti
 		SentinelPassword: sentinelPassword,
 	}
 	_, masterPort, _ := net.SplitHostPort(s.MasterAddr)
-	startProcess(t, "redis-server",
-		"--port", masterPort, "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-		"--appendonly", "no", "--daemonize", "no", "--requirepass", masterPassword,
-		"--logfile", filepath.Join(dir, "master.log"))
+	port, _ := strconv.Atoi(masterPort)
+	master := Config{Port: port, Dir: dir, LogFile: filepath.Join(dir, "master.log")}
+	startProcess(t, Bin, append(master.Args(), "--requirepass", masterPassword)...)
 	waitPing(t, &redis.Options{Addr: s.MasterAddr, Password: masterPassword}, "redis-server")
 
 	// redis-sentinel rewrites its configuration file: it must be its own.

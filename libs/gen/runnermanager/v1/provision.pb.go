@@ -408,6 +408,133 @@ func (x *DeleteRunner) GetLocation() map[string]string {
 	return nil
 }
 
+// UpdateRunner tells a runner's instance that a job started on it: the
+// provisioner records the job's metadata on the instance (EC2 tags, GCE
+// labels; docs/cloud-backends.md). Emitted by the scheduler at most once
+// per job, only for backends that can change an instance's metadata (never
+// Docker: there the metadata stays in the runner's record). Metadata only:
+// no result is published; a failure is retried a bounded number of times,
+// then dropped and counted.
+type UpdateRunner struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Group       string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	BackendType string                 `protobuf:"bytes,3,opt,name=backend_type,json=backendType,proto3" json:"backend_type,omitempty"`
+	// Backend instance id when known (see DeleteRunner.instance_id).
+	InstanceId string `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Where the runner's instance is, from its record (see DeleteRunner.location).
+	Location map[string]string `protobuf:"bytes,5,rep,name=location,proto3" json:"location,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	JobId    int64             `protobuf:"varint,6,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	RunId    int64             `protobuf:"varint,7,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// owner/name of the job's repository.
+	Repository string `protobuf:"bytes,8,opt,name=repository,proto3" json:"repository,omitempty"`
+	Workflow   string `protobuf:"bytes,9,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	// The runner's state: busy.
+	State         string `protobuf:"bytes,10,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRunner) Reset() {
+	*x = UpdateRunner{}
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRunner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRunner) ProtoMessage() {}
+
+func (x *UpdateRunner) ProtoReflect() protoreflect.Message {
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRunner.ProtoReflect.Descriptor instead.
+func (*UpdateRunner) Descriptor() ([]byte, []int) {
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateRunner) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateRunner) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *UpdateRunner) GetBackendType() string {
+	if x != nil {
+		return x.BackendType
+	}
+	return ""
+}
+
+func (x *UpdateRunner) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *UpdateRunner) GetLocation() map[string]string {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *UpdateRunner) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *UpdateRunner) GetRunId() int64 {
+	if x != nil {
+		return x.RunId
+	}
+	return 0
+}
+
+func (x *UpdateRunner) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *UpdateRunner) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *UpdateRunner) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
 // ListInstances asks one provisioner replica for the instances of its backend that
 // carry this manager's ownership label. Answered by an Inventory result.
 type ListInstances struct {
@@ -425,7 +552,7 @@ type ListInstances struct {
 
 func (x *ListInstances) Reset() {
 	*x = ListInstances{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[3]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +564,7 @@ func (x *ListInstances) String() string {
 func (*ListInstances) ProtoMessage() {}
 
 func (x *ListInstances) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[3]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +577,7 @@ func (x *ListInstances) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInstances.ProtoReflect.Descriptor instead.
 func (*ListInstances) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{3}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListInstances) GetInstanceSpecs() [][]byte {
@@ -477,7 +604,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[4]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +616,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[4]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +629,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{4}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Location) GetValues() map[string]string {
@@ -522,6 +649,7 @@ type ProvisionCommand struct {
 	//	*ProvisionCommand_Create
 	//	*ProvisionCommand_Delete
 	//	*ProvisionCommand_List
+	//	*ProvisionCommand_Update
 	Command       isProvisionCommand_Command `protobuf_oneof:"command"`
 	IssuedAt      *timestamppb.Timestamp     `protobuf:"bytes,4,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -530,7 +658,7 @@ type ProvisionCommand struct {
 
 func (x *ProvisionCommand) Reset() {
 	*x = ProvisionCommand{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[5]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +670,7 @@ func (x *ProvisionCommand) String() string {
 func (*ProvisionCommand) ProtoMessage() {}
 
 func (x *ProvisionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[5]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +683,7 @@ func (x *ProvisionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionCommand.ProtoReflect.Descriptor instead.
 func (*ProvisionCommand) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{5}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProvisionCommand) GetCommandId() string {
@@ -599,6 +727,15 @@ func (x *ProvisionCommand) GetList() *ListInstances {
 	return nil
 }
 
+func (x *ProvisionCommand) GetUpdate() *UpdateRunner {
+	if x != nil {
+		if x, ok := x.Command.(*ProvisionCommand_Update); ok {
+			return x.Update
+		}
+	}
+	return nil
+}
+
 func (x *ProvisionCommand) GetIssuedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.IssuedAt
@@ -622,11 +759,17 @@ type ProvisionCommand_List struct {
 	List *ListInstances `protobuf:"bytes,5,opt,name=list,proto3,oneof"`
 }
 
+type ProvisionCommand_Update struct {
+	Update *UpdateRunner `protobuf:"bytes,6,opt,name=update,proto3,oneof"`
+}
+
 func (*ProvisionCommand_Create) isProvisionCommand_Command() {}
 
 func (*ProvisionCommand_Delete) isProvisionCommand_Command() {}
 
 func (*ProvisionCommand_List) isProvisionCommand_Command() {}
+
+func (*ProvisionCommand_Update) isProvisionCommand_Command() {}
 
 type Created struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -637,14 +780,19 @@ type Created struct {
 	// Where the instance is (Docker: "host"; AWS: "region"; GCP: "project"
 	// and "zone"): what the provisioner needs to find and delete it, whatever
 	// the configuration becomes. The scheduler keeps it with the record.
-	Location      map[string]string `protobuf:"bytes,3,rep,name=location,proto3" json:"location,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Location map[string]string `protobuf:"bytes,3,rep,name=location,proto3" json:"location,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The spec hash (config.SpecHash) of the group configuration the instance
+	// was created from, which the provisioner checked the create against. The
+	// scheduler keeps it with the record and retires an idle runner whose
+	// group's configuration changed since (reason spec_changed).
+	SpecHash      string `protobuf:"bytes,4,opt,name=spec_hash,json=specHash,proto3" json:"spec_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Created) Reset() {
 	*x = Created{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[6]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +804,7 @@ func (x *Created) String() string {
 func (*Created) ProtoMessage() {}
 
 func (x *Created) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[6]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +817,7 @@ func (x *Created) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Created.ProtoReflect.Descriptor instead.
 func (*Created) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{6}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Created) GetInstanceId() string {
@@ -693,6 +841,13 @@ func (x *Created) GetLocation() map[string]string {
 	return nil
 }
 
+func (x *Created) GetSpecHash() string {
+	if x != nil {
+		return x.SpecHash
+	}
+	return ""
+}
+
 type Deleted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -701,7 +856,7 @@ type Deleted struct {
 
 func (x *Deleted) Reset() {
 	*x = Deleted{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +868,7 @@ func (x *Deleted) String() string {
 func (*Deleted) ProtoMessage() {}
 
 func (x *Deleted) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[7]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +881,7 @@ func (x *Deleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deleted.ProtoReflect.Descriptor instead.
 func (*Deleted) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{7}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{8}
 }
 
 // RunnerBusy answers a delete whose runner GitHub refused to unregister
@@ -740,7 +895,7 @@ type RunnerBusy struct {
 
 func (x *RunnerBusy) Reset() {
 	*x = RunnerBusy{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +907,7 @@ func (x *RunnerBusy) String() string {
 func (*RunnerBusy) ProtoMessage() {}
 
 func (x *RunnerBusy) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[8]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +920,7 @@ func (x *RunnerBusy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerBusy.ProtoReflect.Descriptor instead.
 func (*RunnerBusy) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{8}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{9}
 }
 
 type Failed struct {
@@ -783,7 +938,7 @@ type Failed struct {
 
 func (x *Failed) Reset() {
 	*x = Failed{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +950,7 @@ func (x *Failed) String() string {
 func (*Failed) ProtoMessage() {}
 
 func (x *Failed) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[9]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +963,7 @@ func (x *Failed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failed.ProtoReflect.Descriptor instead.
 func (*Failed) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{9}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Failed) GetClass() FailureClass {
@@ -853,7 +1008,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +1020,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[10]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +1033,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{10}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Instance) GetName() string {
@@ -927,7 +1082,7 @@ type Inventory struct {
 
 func (x *Inventory) Reset() {
 	*x = Inventory{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1094,7 @@ func (x *Inventory) String() string {
 func (*Inventory) ProtoMessage() {}
 
 func (x *Inventory) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[11]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1107,7 @@ func (x *Inventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inventory.ProtoReflect.Descriptor instead.
 func (*Inventory) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{11}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Inventory) GetInstances() []*Instance {
@@ -993,7 +1148,7 @@ type ProvisionResult struct {
 
 func (x *ProvisionResult) Reset() {
 	*x = ProvisionResult{}
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[12]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1160,7 @@ func (x *ProvisionResult) String() string {
 func (*ProvisionResult) ProtoMessage() {}
 
 func (x *ProvisionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runnermanager_v1_provision_proto_msgTypes[12]
+	mi := &file_runnermanager_v1_provision_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1173,7 @@ func (x *ProvisionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionResult.ProtoReflect.Descriptor instead.
 func (*ProvisionResult) Descriptor() ([]byte, []int) {
-	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{12}
+	return file_runnermanager_v1_provision_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProvisionResult) GetCommandId() string {
@@ -1189,6 +1344,24 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\blocation\x18\v \x03(\v2,.runnermanager.v1.DeleteRunner.LocationEntryR\blocation\x1a;\n" +
 	"\rLocationEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x03\n" +
+	"\fUpdateRunner\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12!\n" +
+	"\fbackend_type\x18\x03 \x01(\tR\vbackendType\x12\x1f\n" +
+	"\vinstance_id\x18\x04 \x01(\tR\n" +
+	"instanceId\x12H\n" +
+	"\blocation\x18\x05 \x03(\v2,.runnermanager.v1.UpdateRunner.LocationEntryR\blocation\x12\x15\n" +
+	"\x06job_id\x18\x06 \x01(\x03R\x05jobId\x12\x15\n" +
+	"\x06run_id\x18\a \x01(\x03R\x05runId\x12\x1e\n" +
+	"\n" +
+	"repository\x18\b \x01(\tR\n" +
+	"repository\x12\x1a\n" +
+	"\bworkflow\x18\t \x01(\tR\bworkflow\x12\x14\n" +
+	"\x05state\x18\n" +
+	" \x01(\tR\x05state\x1a;\n" +
+	"\rLocationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
 	"\rListInstances\x12%\n" +
 	"\x0einstance_specs\x18\x01 \x03(\fR\rinstanceSpecs\x128\n" +
@@ -1197,20 +1370,22 @@ const file_runnermanager_v1_provision_proto_rawDesc = "" +
 	"\x06values\x18\x01 \x03(\v2&.runnermanager.v1.Location.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xda\x02\n" +
 	"\x10ProvisionCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x128\n" +
 	"\x06create\x18\x02 \x01(\v2\x1e.runnermanager.v1.CreateRunnerH\x00R\x06create\x128\n" +
 	"\x06delete\x18\x03 \x01(\v2\x1e.runnermanager.v1.DeleteRunnerH\x00R\x06delete\x125\n" +
-	"\x04list\x18\x05 \x01(\v2\x1f.runnermanager.v1.ListInstancesH\x00R\x04list\x127\n" +
+	"\x04list\x18\x05 \x01(\v2\x1f.runnermanager.v1.ListInstancesH\x00R\x04list\x128\n" +
+	"\x06update\x18\x06 \x01(\v2\x1e.runnermanager.v1.UpdateRunnerH\x00R\x06update\x127\n" +
 	"\tissued_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAtB\t\n" +
-	"\acommand\"\xd6\x01\n" +
+	"\acommand\"\xf3\x01\n" +
 	"\aCreated\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12(\n" +
 	"\x10github_runner_id\x18\x02 \x01(\x03R\x0egithubRunnerId\x12C\n" +
-	"\blocation\x18\x03 \x03(\v2'.runnermanager.v1.Created.LocationEntryR\blocation\x1a;\n" +
+	"\blocation\x18\x03 \x03(\v2'.runnermanager.v1.Created.LocationEntryR\blocation\x12\x1b\n" +
+	"\tspec_hash\x18\x04 \x01(\tR\bspecHash\x1a;\n" +
 	"\rLocationEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\t\n" +
@@ -1269,52 +1444,56 @@ func file_runnermanager_v1_provision_proto_rawDescGZIP() []byte {
 }
 
 var file_runnermanager_v1_provision_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runnermanager_v1_provision_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_runnermanager_v1_provision_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_runnermanager_v1_provision_proto_goTypes = []any{
 	(FailureClass)(0),             // 0: runnermanager.v1.FailureClass
 	(*RunnerSpec)(nil),            // 1: runnermanager.v1.RunnerSpec
 	(*CreateRunner)(nil),          // 2: runnermanager.v1.CreateRunner
 	(*DeleteRunner)(nil),          // 3: runnermanager.v1.DeleteRunner
-	(*ListInstances)(nil),         // 4: runnermanager.v1.ListInstances
-	(*Location)(nil),              // 5: runnermanager.v1.Location
-	(*ProvisionCommand)(nil),      // 6: runnermanager.v1.ProvisionCommand
-	(*Created)(nil),               // 7: runnermanager.v1.Created
-	(*Deleted)(nil),               // 8: runnermanager.v1.Deleted
-	(*RunnerBusy)(nil),            // 9: runnermanager.v1.RunnerBusy
-	(*Failed)(nil),                // 10: runnermanager.v1.Failed
-	(*Instance)(nil),              // 11: runnermanager.v1.Instance
-	(*Inventory)(nil),             // 12: runnermanager.v1.Inventory
-	(*ProvisionResult)(nil),       // 13: runnermanager.v1.ProvisionResult
-	nil,                           // 14: runnermanager.v1.DeleteRunner.LocationEntry
-	nil,                           // 15: runnermanager.v1.Location.ValuesEntry
-	nil,                           // 16: runnermanager.v1.Created.LocationEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*UpdateRunner)(nil),          // 4: runnermanager.v1.UpdateRunner
+	(*ListInstances)(nil),         // 5: runnermanager.v1.ListInstances
+	(*Location)(nil),              // 6: runnermanager.v1.Location
+	(*ProvisionCommand)(nil),      // 7: runnermanager.v1.ProvisionCommand
+	(*Created)(nil),               // 8: runnermanager.v1.Created
+	(*Deleted)(nil),               // 9: runnermanager.v1.Deleted
+	(*RunnerBusy)(nil),            // 10: runnermanager.v1.RunnerBusy
+	(*Failed)(nil),                // 11: runnermanager.v1.Failed
+	(*Instance)(nil),              // 12: runnermanager.v1.Instance
+	(*Inventory)(nil),             // 13: runnermanager.v1.Inventory
+	(*ProvisionResult)(nil),       // 14: runnermanager.v1.ProvisionResult
+	nil,                           // 15: runnermanager.v1.DeleteRunner.LocationEntry
+	nil,                           // 16: runnermanager.v1.UpdateRunner.LocationEntry
+	nil,                           // 17: runnermanager.v1.Location.ValuesEntry
+	nil,                           // 18: runnermanager.v1.Created.LocationEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_runnermanager_v1_provision_proto_depIdxs = []int32{
 	1,  // 0: runnermanager.v1.CreateRunner.spec:type_name -> runnermanager.v1.RunnerSpec
-	14, // 1: runnermanager.v1.DeleteRunner.location:type_name -> runnermanager.v1.DeleteRunner.LocationEntry
-	5,  // 2: runnermanager.v1.ListInstances.locations:type_name -> runnermanager.v1.Location
-	15, // 3: runnermanager.v1.Location.values:type_name -> runnermanager.v1.Location.ValuesEntry
-	2,  // 4: runnermanager.v1.ProvisionCommand.create:type_name -> runnermanager.v1.CreateRunner
-	3,  // 5: runnermanager.v1.ProvisionCommand.delete:type_name -> runnermanager.v1.DeleteRunner
-	4,  // 6: runnermanager.v1.ProvisionCommand.list:type_name -> runnermanager.v1.ListInstances
-	17, // 7: runnermanager.v1.ProvisionCommand.issued_at:type_name -> google.protobuf.Timestamp
-	16, // 8: runnermanager.v1.Created.location:type_name -> runnermanager.v1.Created.LocationEntry
-	0,  // 9: runnermanager.v1.Failed.class:type_name -> runnermanager.v1.FailureClass
-	17, // 10: runnermanager.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
-	11, // 11: runnermanager.v1.Inventory.instances:type_name -> runnermanager.v1.Instance
-	17, // 12: runnermanager.v1.Inventory.taken_at:type_name -> google.protobuf.Timestamp
-	7,  // 13: runnermanager.v1.ProvisionResult.created:type_name -> runnermanager.v1.Created
-	8,  // 14: runnermanager.v1.ProvisionResult.deleted:type_name -> runnermanager.v1.Deleted
-	10, // 15: runnermanager.v1.ProvisionResult.failed:type_name -> runnermanager.v1.Failed
-	12, // 16: runnermanager.v1.ProvisionResult.inventory:type_name -> runnermanager.v1.Inventory
-	9,  // 17: runnermanager.v1.ProvisionResult.busy:type_name -> runnermanager.v1.RunnerBusy
-	17, // 18: runnermanager.v1.ProvisionResult.finished_at:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 1: runnermanager.v1.DeleteRunner.location:type_name -> runnermanager.v1.DeleteRunner.LocationEntry
+	16, // 2: runnermanager.v1.UpdateRunner.location:type_name -> runnermanager.v1.UpdateRunner.LocationEntry
+	6,  // 3: runnermanager.v1.ListInstances.locations:type_name -> runnermanager.v1.Location
+	17, // 4: runnermanager.v1.Location.values:type_name -> runnermanager.v1.Location.ValuesEntry
+	2,  // 5: runnermanager.v1.ProvisionCommand.create:type_name -> runnermanager.v1.CreateRunner
+	3,  // 6: runnermanager.v1.ProvisionCommand.delete:type_name -> runnermanager.v1.DeleteRunner
+	5,  // 7: runnermanager.v1.ProvisionCommand.list:type_name -> runnermanager.v1.ListInstances
+	4,  // 8: runnermanager.v1.ProvisionCommand.update:type_name -> runnermanager.v1.UpdateRunner
+	19, // 9: runnermanager.v1.ProvisionCommand.issued_at:type_name -> google.protobuf.Timestamp
+	18, // 10: runnermanager.v1.Created.location:type_name -> runnermanager.v1.Created.LocationEntry
+	0,  // 11: runnermanager.v1.Failed.class:type_name -> runnermanager.v1.FailureClass
+	19, // 12: runnermanager.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
+	12, // 13: runnermanager.v1.Inventory.instances:type_name -> runnermanager.v1.Instance
+	19, // 14: runnermanager.v1.Inventory.taken_at:type_name -> google.protobuf.Timestamp
+	8,  // 15: runnermanager.v1.ProvisionResult.created:type_name -> runnermanager.v1.Created
+	9,  // 16: runnermanager.v1.ProvisionResult.deleted:type_name -> runnermanager.v1.Deleted
+	11, // 17: runnermanager.v1.ProvisionResult.failed:type_name -> runnermanager.v1.Failed
+	13, // 18: runnermanager.v1.ProvisionResult.inventory:type_name -> runnermanager.v1.Inventory
+	10, // 19: runnermanager.v1.ProvisionResult.busy:type_name -> runnermanager.v1.RunnerBusy
+	19, // 20: runnermanager.v1.ProvisionResult.finished_at:type_name -> google.protobuf.Timestamp
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_runnermanager_v1_provision_proto_init() }
@@ -1322,12 +1501,13 @@ func file_runnermanager_v1_provision_proto_init() {
 	if File_runnermanager_v1_provision_proto != nil {
 		return
 	}
-	file_runnermanager_v1_provision_proto_msgTypes[5].OneofWrappers = []any{
+	file_runnermanager_v1_provision_proto_msgTypes[6].OneofWrappers = []any{
 		(*ProvisionCommand_Create)(nil),
 		(*ProvisionCommand_Delete)(nil),
 		(*ProvisionCommand_List)(nil),
+		(*ProvisionCommand_Update)(nil),
 	}
-	file_runnermanager_v1_provision_proto_msgTypes[12].OneofWrappers = []any{
+	file_runnermanager_v1_provision_proto_msgTypes[13].OneofWrappers = []any{
 		(*ProvisionResult_Created)(nil),
 		(*ProvisionResult_Deleted)(nil),
 		(*ProvisionResult_Failed)(nil),
@@ -1340,7 +1520,7 @@ func file_runnermanager_v1_provision_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnermanager_v1_provision_proto_rawDesc), len(file_runnermanager_v1_provision_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

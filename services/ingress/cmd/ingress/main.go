@@ -7,20 +7,30 @@ import (
 	"errors"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/service"
 	"github.com/runner-manager/runner-manager/services/ingress/internal/webhook"
 )
 
+// environment is what the ingress reads from the environment.
+type environment struct {
+	service.Env
+	// PprofListen, when set, serves net/http/pprof on this address.
+	PprofListen string `envconfig:"RM_INGRESS_PPROF_LISTEN"`
+}
+
 func main() {
+	var env environment
 	service.Main(service.Options{
 		Binary: "ingress",
 		Listen: func(c *config.Config) string { return c.Ingress.Listen },
 		Tune:   tune,
-	}, run)
+		Env:    &env,
+	}, func(ctx context.Context, app *service.App) error { return run(ctx, app, env) })
 }
 
 // tune applies the ingress's HTTP timeouts to the server.
@@ -36,7 +46,7 @@ func tune(c *config.Config, s *http.Server) {
 	set(&s.IdleTimeout, c.Ingress.IdleTimeout)
 }
 
-func run(ctx context.Context, app *service.App) error {
+func run(ctx context.Context, app *service.App, env environment) error {
 	h, err := webhook.NewHandler(webhook.Options{
 		Keys:    app.Keys,
 		Redis:   app.Redis,
@@ -52,9 +62,9 @@ func run(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
-	app.HTTP.POST("/webhook", h.Echo())
-	if addr := os.Getenv("RM_INGRESS_PPROF_LISTEN"); addr != "" {
-		servePprof(ctx, app, addr)
+	app.Routes(func(e *echo.Echo) { e.POST("/webhook", h.Echo()) })
+	if env.PprofListen != "" {
+		servePprof(ctx, app, env.PprofListen)
 	}
 	<-ctx.Done()
 	return nil

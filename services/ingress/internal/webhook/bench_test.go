@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-manager/runner-manager/e2e/webhooktest"
+	"github.com/runner-manager/runner-manager/libs/github/webhooktest"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/ingress/internal/webhook"
 )

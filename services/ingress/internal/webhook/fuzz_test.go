@@ -6,7 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/runner-manager/runner-manager/e2e/webhooktest"
+	"github.com/runner-manager/runner-manager/libs/github/webhooktest"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 )
 

@@ -188,7 +188,7 @@ func NewHandler(o Options) (*Handler, error) {
 	return h, nil
 }
 
-// Echo returns the handler as an echo handler, for app.HTTP.POST("/webhook", ...).
+// Echo returns the handler as an echo handler, for app.Routes.
 func (h *Handler) Echo() echo.HandlerFunc { return echo.WrapHandler(h) }
 
 // result is what one request came to, for the response, the metrics and the log.

@@ -21,9 +21,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/runner-manager/runner-manager/e2e/webhooktest"
 	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
+	"github.com/runner-manager/runner-manager/libs/github/webhooktest"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/runner-manager/runner-manager/e2e/webhooktest"
+	"github.com/runner-manager/runner-manager/libs/github/webhooktest"
 )
 
 // sameAsEncodingJSON checks that decodeFast accepts exactly what json.Unmarshal
@@ -68,30 +68,6 @@ func FuzzDecode(f *testing.F) {
 	f.Add(webhooktest.Payload("completed", 2, []string{"a", "b"}, webhooktest.WithInstallation(3), webhooktest.WithSteps(3)))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sameAsEncodingJSON(t, body)
-	})
-}
-
-func BenchmarkDecode(b *testing.B) {
-	body := webhooktest.Payload("completed", 2, []string{"a", "b"}, webhooktest.WithInstallation(3))
-	b.Run("encoding-json", func(b *testing.B) {
-		b.SetBytes(int64(len(body)))
-		b.ReportAllocs()
-		for b.Loop() {
-			var p payload
-			if err := json.Unmarshal(body, &p); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("decodeFast", func(b *testing.B) {
-		b.SetBytes(int64(len(body)))
-		b.ReportAllocs()
-		for b.Loop() {
-			var p payload
-			if err := decodeFast(body, &p); err != nil {
-				b.Fatal(err)
-			}
-		}
 	})
 }
 

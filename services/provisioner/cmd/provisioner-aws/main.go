@@ -10,11 +10,11 @@ import (
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/service"
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/backend/aws"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
+	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime"
 )
 
 func main() {
-	runtime.Main(config.BackendAWS, func(_ context.Context, app *service.App) (runtime.BackendSetup, error) {
+	runtime.Main(config.BackendAWS, nil, func(_ context.Context, app *service.App) (runtime.BackendSetup, error) {
 		f := aws.NewFactory(app.Config.Name, aws.WithLogger(app.Log))
 		if err := aws.Preload(f, app.Config); err != nil {
 			return runtime.BackendSetup{}, err

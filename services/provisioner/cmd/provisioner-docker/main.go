@@ -9,11 +9,11 @@ import (
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/service"
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/backend/docker"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
+	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime"
 )
 
 func main() {
-	runtime.Main(config.BackendDocker, func(_ context.Context, app *service.App) (runtime.BackendSetup, error) {
+	runtime.Main(config.BackendDocker, nil, func(_ context.Context, app *service.App) (runtime.BackendSetup, error) {
 		f := docker.NewFactory(app.Config.Name, app.Log)
 		return runtime.BackendSetup{Factory: f.Backend, Ping: f.Ping, Close: f.Close}, nil
 	})

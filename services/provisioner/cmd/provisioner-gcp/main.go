@@ -7,21 +7,28 @@ package main
 
 import (
 	"context"
-	"os"
-	"strconv"
 
 	"google.golang.org/api/option"
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/service"
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/backend/gcp"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
+	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime"
 )
 
+// environment is what provisioner-gcp reads from the environment.
+type environment struct {
+	service.Env
+	// WithoutAuthentication drops the credentials: only for a fake
+	// Compute Engine endpoint.
+	WithoutAuthentication bool `envconfig:"RM_GCP_WITHOUT_AUTHENTICATION"`
+}
+
 func main() {
-	runtime.Main(config.BackendGCP, func(_ context.Context, app *service.App) (runtime.BackendSetup, error) {
+	var env environment
+	runtime.Main(config.BackendGCP, &env, func(_ context.Context, app *service.App) (runtime.BackendSetup, error) {
 		opts := []gcp.Option{gcp.WithLogger(app.Log)}
-		if noAuth, _ := strconv.ParseBool(os.Getenv("RM_GCP_WITHOUT_AUTHENTICATION")); noAuth {
+		if env.WithoutAuthentication {
 			opts = append(opts, gcp.WithClientOptions(option.WithoutAuthentication()))
 		}
 		f := gcp.NewFactory(app.Config.Name, opts...)

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -25,7 +26,9 @@ import (
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/usage"
 )
 
 // Error codes of the API.
@@ -56,6 +59,7 @@ func fail(c echo.Context, status int, code, msg string) error {
 type Server struct {
 	cfg   *config.Config
 	store *state.Store
+	usage *usage.Aggregate
 	log   *slog.Logger
 	// tokenSum is the SHA-256 of the configured token; nil when none is configured.
 	tokenSum []byte
@@ -63,7 +67,8 @@ type Server struct {
 
 // New returns the API of the scheduler.
 func New(cfg *config.Config, store *state.Store, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, store: store, log: log}
+	s := &Server{cfg: cfg, store: store, log: log, usage: store.Usage(
+		usage.Options{TopRepositories: cfg.Scheduler.UsageTopRepositories, Now: store.Now})}
 	if cfg.Secrets.APIToken.IsSet() {
 		sum := sha256.Sum256([]byte(cfg.Secrets.APIToken.Value()))
 		s.tokenSum = sum[:]
@@ -76,11 +81,15 @@ func (s *Server) Register(e *echo.Echo) {
 	api := e.Group("/api", s.auth)
 	v1 := api.Group("/v1")
 	v1.GET("/groups", s.groups)
+	v1.POST("/groups/:name/pause", s.setMode(state.ModePaused))
+	v1.POST("/groups/:name/drain", s.setMode(state.ModeDraining), traced)
+	v1.POST("/groups/:name/resume", s.setMode(state.ModeActive), traced)
 	v1.GET("/runners", s.runners)
 	v1.GET("/runners/:name", s.runner)
 	v1.DELETE("/runners/:name", s.deleteRunner, traced)
 	v1.GET("/dlq", s.dlq)
 	v1.POST("/dlq/:id/retry", s.retryDLQ)
+	v1.GET("/usage", s.usageReport)
 	api.Any("/*", func(c echo.Context) error {
 		return fail(c, http.StatusNotFound, CodeNotFound, "no such route")
 	})
@@ -150,24 +159,89 @@ type GroupView struct {
 	Demand         int64                 `json:"demand"`
 	Runners        map[state.State]int64 `json:"runners"`
 	BackoffSeconds float64               `json:"backoff_seconds"`
+	// Mode is the operator's mode of the group: active, paused or draining.
+	Mode string `json:"mode"`
 }
 
-func (s *Server) groups(c echo.Context) error {
-	ctx := c.Request().Context()
+// Groups returns every configured group with its counts, in the order of
+// the configuration: GET /api/v1/groups, and the status page's groups.
+func (s *Server) Groups(ctx context.Context) ([]GroupView, error) {
 	out := make([]GroupView, 0, len(s.cfg.RunnerGroups))
 	for _, g := range s.cfg.RunnerGroups {
 		st, err := s.store.GroupStatus(ctx, g.Name)
 		if err != nil {
-			return s.internal(c, "read group "+g.Name, err)
+			return nil, fmt.Errorf("read group %s: %w", g.Name, err)
 		}
 		out = append(out, GroupView{
 			Name: g.Name, Organization: g.Organization, Repository: g.Repository, Backend: g.Backend.Type,
 			MinRunners: g.MinRunners, MaxRunners: g.MaxRunners,
 			Total: st.Total, Free: st.Free, Demand: st.Demand, Runners: st.ByState,
-			BackoffSeconds: st.BackoffRemaining.Seconds(),
+			BackoffSeconds: st.BackoffRemaining.Seconds(), Mode: string(st.Mode),
 		})
 	}
+	return out, nil
+}
+
+func (s *Server) groups(c echo.Context) error {
+	out, err := s.Groups(c.Request().Context())
+	if err != nil {
+		return s.internal(c, "read groups", err)
+	}
 	return c.JSON(http.StatusOK, map[string]any{"groups": out})
+}
+
+// ModeChange is the answer of POST /api/v1/groups/{name}/pause, drain and resume.
+type ModeChange struct {
+	Group        string     `json:"group"`
+	Mode         state.Mode `json:"mode"`
+	PreviousMode state.Mode `json:"previous_mode"`
+	// Deleting are the runners a drain moved to deleting (reason drained).
+	Deleting []string `json:"deleting"`
+	// Reserved are the runners a resume reserved for the waiting demand and
+	// min_runners.
+	Reserved []string `json:"reserved"`
+}
+
+// setMode sets a configured group's mode in Redis, where every replica's
+// scripts read it with the limit check. A drain then moves the group's
+// pending, started and idle runners to deleting (the provisioner removes the
+// registration first; a runner that took a job meanwhile answers busy and
+// stays until its job completes); a resume tops the group up at once.
+func (s *Server) setMode(m state.Mode) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		name := c.Param("name")
+		g, ok := command.Group(s.cfg, name)
+		if !ok {
+			return fail(c, http.StatusNotFound, CodeNotFound, "no runner group "+strconv.Quote(name)+" in the configuration")
+		}
+		prev, err := s.store.SetGroupMode(ctx, name, m)
+		if err != nil {
+			return s.internal(c, "set mode of group "+name, err)
+		}
+		out := ModeChange{Group: name, Mode: m, PreviousMode: prev, Deleting: []string{}, Reserved: []string{}}
+		switch m {
+		case state.ModeDraining:
+			moved, err := s.store.DeleteFree(ctx, name, state.ReasonDrained)
+			for _, r := range moved {
+				out.Deleting = append(out.Deleting, r.Name)
+			}
+			if err != nil {
+				// The mode is set: the reconcile loop deletes what is left.
+				return s.internal(c, "drain group "+name, err)
+			}
+		case state.ModeActive:
+			res, err := s.store.TopUp(ctx, g)
+			out.Reserved = append(out.Reserved, res.Reserved...)
+			if err != nil {
+				// The mode is set: the reconcile loop tops the group up.
+				return s.internal(c, "top up group "+name, err)
+			}
+		}
+		s.log.Info("admin API: group mode set", "group", name, "mode", m, "previous_mode", prev,
+			"deleting", len(out.Deleting), "reserved", len(out.Reserved))
+		return c.JSON(http.StatusOK, out)
+	}
 }
 
 func (s *Server) runners(c echo.Context) error {
@@ -261,9 +335,19 @@ func (s *Server) dlq(c echo.Context) error {
 		}
 		count = n
 	}
-	dls, err := stream.ListDLQ(c.Request().Context(), s.store.Redis(), s.store.Keys().DLQ(), count)
+	out, err := s.DeadLetters(c.Request().Context(), count)
 	if err != nil {
 		return s.internal(c, "list dead letters", err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"dead_letters": out})
+}
+
+// DeadLetters returns the newest count entries of the DLQ, newest first:
+// GET /api/v1/dlq, and the status page's dead letters.
+func (s *Server) DeadLetters(ctx context.Context, count int64) ([]DeadLetterView, error) {
+	dls, err := s.store.DeadLetters(ctx, count)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]DeadLetterView, 0, len(dls))
 	for _, d := range dls {
@@ -272,7 +356,7 @@ func (s *Server) dlq(c echo.Context) error {
 			Deliveries: d.Deliveries, Group: d.Group, Consumer: d.Consumer, Time: d.Time, DataBytes: len(d.Data),
 		})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"dead_letters": out})
+	return out, nil
 }
 
 var streamID = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
@@ -284,7 +368,7 @@ func (s *Server) retryDLQ(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 10*time.Second)
 	defer cancel()
-	err := stream.RetryDLQ(ctx, s.store.Redis(), s.store.Keys().DLQ(), id, stream.WithMaxLen(s.cfg.Streams.MaxLen))
+	err := s.store.RetryDeadLetter(ctx, id, s.cfg.Streams.MaxLen)
 	if errors.Is(err, stream.ErrNotFound) {
 		return fail(c, http.StatusNotFound, CodeNotFound, "no dead letter "+id)
 	}
@@ -293,4 +377,25 @@ func (s *Server) retryDLQ(c echo.Context) error {
 	}
 	s.log.Info("admin API: dead letter retried", "id", id)
 	return c.JSON(http.StatusAccepted, map[string]any{"retried": id})
+}
+
+// DefaultUsageWindow is the window of GET /api/v1/usage without ?since.
+const DefaultUsageWindow = 24 * time.Hour
+
+// usageReport is where the runner time went over ?since (a Go duration,
+// default 24h, at most usage.Retention): per group, repository and workflow.
+func (s *Server) usageReport(c echo.Context) error {
+	since := DefaultUsageWindow
+	if v := c.QueryParam("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > usage.Retention {
+			return fail(c, http.StatusBadRequest, CodeBadRequest, "since must be a duration between 1s and "+usage.Retention.String()+", e.g. 24h")
+		}
+		since = d
+	}
+	rep, err := s.usage.Report(c.Request().Context(), since)
+	if err != nil {
+		return s.internal(c, "read usage", err)
+	}
+	return c.JSON(http.StatusOK, rep)
 }

@@ -14,8 +14,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/runner-manager/runner-manager/libs/config"
+	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
@@ -214,4 +216,98 @@ func TestDLQ(t *testing.T) {
 	require.Equal(t, "xyz", back[0].Values[stream.FieldData])
 	require.Zero(t, b.rdb.XLen(ctx, b.keys.DLQ()).Val())
 	require.False(t, strings.Contains(b.logs.String(), token))
+}
+
+// Issue 19: pause, drain and resume a group. Pause: a queued job waits
+// (counted as demand), the runners are kept. Drain: the runners not busy
+// go (reason drained), the busy one stays. Resume: the waiting demand gets
+// its runners at once. The mode shows in GET /api/v1/groups; an unknown
+// group is a 404; the routes need the token.
+func TestGroupModes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, token)
+	ctx := context.Background()
+	g, _ := command.Group(b.cfg, "pool")
+	q, err := b.store.Queued(ctx, g, 1, time.Now())
+	require.NoError(t, err)
+	q2, err := b.store.Queued(ctx, g, 2, time.Now())
+	require.NoError(t, err)
+	free, busy := q.Reserved[0], q2.Reserved[0]
+	_, err = b.store.InProgress(ctx, g, state.JobUpdate{JobID: 2, RunnerName: busy})
+	require.NoError(t, err)
+	mode := func() string {
+		groups := b.ok(t, http.MethodGet, "/api/v1/groups", http.StatusOK)["groups"].([]any)
+		return groups[0].(map[string]any)["mode"].(string)
+	}
+	require.Equal(t, "active", mode())
+	commands := func() int {
+		n, err := b.rdb.XLen(ctx, b.keys.Provision("docker")).Result()
+		require.NoError(t, err)
+		return int(n)
+	}
+
+	res := b.ok(t, http.MethodPost, "/api/v1/groups/pool/pause", http.StatusOK)
+	require.Equal(t, "paused", res["mode"])
+	require.Equal(t, "active", res["previous_mode"])
+	require.Equal(t, "paused", mode())
+	before := commands()
+	out, err := b.store.Queued(ctx, g, 3, time.Now())
+	require.NoError(t, err)
+	require.Empty(t, out.Reserved, "paused: the job waits")
+	out, err = b.store.Queued(ctx, g, 4, time.Now())
+	require.NoError(t, err)
+	require.Empty(t, out.Reserved)
+	require.Equal(t, before, commands())
+	r, _, err := b.store.Runner(ctx, free)
+	require.NoError(t, err)
+	require.Equal(t, state.Pending, r.State, "paused keeps the runners")
+
+	res = b.ok(t, http.MethodPost, "/api/v1/groups/pool/resume", http.StatusOK)
+	require.Equal(t, "active", res["mode"])
+	require.Equal(t, "paused", res["previous_mode"])
+	require.Len(t, res["reserved"], 2, "jobs 3 and 4 get theirs at once (max_runners 4)")
+	require.Equal(t, "active", mode())
+	require.Equal(t, before+2, commands())
+
+	res = b.ok(t, http.MethodPost, "/api/v1/groups/pool/drain", http.StatusOK)
+	require.Equal(t, "draining", res["mode"])
+	require.Equal(t, "draining", mode())
+	deleting := res["deleting"].([]any)
+	require.Len(t, deleting, 3, "every runner but the busy one")
+	require.Contains(t, deleting, free)
+	require.NotContains(t, deleting, busy)
+	rs, err := b.store.Runners(ctx, "pool")
+	require.NoError(t, err)
+	for _, r := range rs {
+		if r.Name == busy {
+			require.Equal(t, state.Busy, r.State)
+		} else {
+			require.Equal(t, state.Deleting, r.State)
+		}
+	}
+	msgs, err := b.rdb.XRange(ctx, b.keys.Provision("docker"), "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, msgs, before+2+3, "three deletes")
+	for _, m := range msgs[before+2:] {
+		var c rmv1.ProvisionCommand
+		require.NoError(t, proto.Unmarshal([]byte(m.Values["data"].(string)), &c))
+		require.Equal(t, state.ReasonDrained, c.GetDelete().GetReason())
+		require.False(t, c.GetDelete().GetRegistrationGone(), "registration first")
+	}
+
+	// A second drain finds nothing more to delete.
+	res = b.ok(t, http.MethodPost, "/api/v1/groups/pool/drain", http.StatusOK)
+	require.Equal(t, "draining", res["previous_mode"])
+	require.Empty(t, res["deleting"])
+
+	for _, action := range []string{"pause", "drain", "resume"} {
+		body := b.ok(t, http.MethodPost, "/api/v1/groups/nope/"+action, http.StatusNotFound)
+		requireError(t, body, api.CodeNotFound)
+		require.Contains(t, body["error"].(map[string]any)["message"], `"nope"`)
+		code, body := b.do(t, http.MethodPost, "/api/v1/groups/pool/"+action, "Bearer wrong")
+		require.Equal(t, http.StatusUnauthorized, code)
+		requireError(t, body, api.CodeUnauthorized)
+	}
+	require.Equal(t, "draining", mode(), "refused requests change nothing")
+	require.Zero(t, b.rdb.Exists(ctx, b.keys.GroupMode("nope")).Val())
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/stream"
@@ -154,6 +155,32 @@ func (b *Builder) Delete(ctx context.Context, r state.Runner, reason string) (st
 		}
 	}
 	return b.encode(ctx, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Delete{Delete: d}})
+}
+
+// Update returns the UpdateRunner command of r for the job u started: the
+// job's metadata and state busy, with where the runner is from its record
+// (like Delete). None (a zero Command) for a backend that keeps the
+// metadata in the runner's record (Docker).
+func (b *Builder) Update(ctx context.Context, r state.Runner, u state.JobUpdate) (state.Command, error) {
+	bt := r.Backend
+	if g := b.cfg.Group(r.Group); bt == "" && g != nil {
+		bt = g.Backend.Type
+	}
+	if backend.MetadataInRecord(bt) {
+		return state.Command{}, nil
+	}
+	return b.encode(ctx, &rmv1.ProvisionCommand{Command: &rmv1.ProvisionCommand_Update{Update: &rmv1.UpdateRunner{
+		Name:        r.Name,
+		Group:       r.Group,
+		BackendType: bt,
+		InstanceId:  r.InstanceID,
+		Location:    r.Location,
+		JobId:       u.JobID,
+		RunId:       u.RunID,
+		Repository:  u.Repository,
+		Workflow:    u.Workflow,
+		State:       backend.StateBusy,
+	}}})
 }
 
 // Group returns the state.Group of a configured group; ok false when g is

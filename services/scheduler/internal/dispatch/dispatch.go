@@ -12,12 +12,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runner-manager/runner-manager/libs/backoff"
 	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
+	"github.com/runner-manager/runner-manager/libs/recent"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/usage"
 )
 
 // MaxRetryBackoff caps the backoff between create or delete retries.
@@ -29,11 +32,7 @@ const maxUnmatchedSets = 1024
 // RetryBackoff is base doubled for every attempt after the first, capped at
 // MaxRetryBackoff.
 func RetryBackoff(base time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < MaxRetryBackoff; i++ {
-		d *= 2
-	}
-	return min(d, MaxRetryBackoff)
+	return backoff.Exponential{Base: base, Max: MaxRetryBackoff}.Delay(attempt)
 }
 
 // Bounds of DeleteBackoff.
@@ -48,16 +47,7 @@ const (
 // minutes, not every 10 seconds, and stays visible (rmctl runners, the
 // delete failures metric and the deleting gauge).
 func DeleteBackoff(failures int) time.Duration {
-	return RetryBackoffMax(DeleteRetryBase, failures, MaxDeleteBackoff)
-}
-
-// RetryBackoffMax is base doubled at each attempt after the first, at most maxd.
-func RetryBackoffMax(base time.Duration, attempt int, maxd time.Duration) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < maxd; i++ {
-		d *= 2
-	}
-	return min(d, maxd)
+	return backoff.Exponential{Base: DeleteRetryBase, Max: MaxDeleteBackoff}.Delay(failures)
 }
 
 // className is the "class" label of a failure class.
@@ -82,7 +72,16 @@ type Handlers struct {
 
 	mu        sync.Mutex
 	unmatched map[string]struct{}
+
+	// inventory acts on an inventory result (OnInventory); nil: counted only.
+	inventory func(context.Context, *rmv1.ProvisionResult) error
 }
+
+// OnInventory makes Result hand every inventory result to f (the health
+// checks) before counting it; an error of f is the entry's error, so that it
+// is delivered again (handling an inventory twice emits nothing twice). Call
+// it before the consumers start.
+func (h *Handlers) OnInventory(f func(context.Context, *rmv1.ProvisionResult) error) { h.inventory = f }
 
 // New returns the handlers; m may be nil (metrics not recorded elsewhere).
 func New(cfg *config.Config, store *state.Store, log *slog.Logger, m *metrics.Metrics) *Handlers {
@@ -176,7 +175,8 @@ func (h *Handlers) queued(ctx context.Context, log *slog.Logger, g state.Group, 
 			gs = append(gs, sg)
 		}
 	}
-	out, err := h.store.QueuedIn(ctx, gs, ev.GetJobId(), queuedAt)
+	out, err := h.store.QueuedIn(ctx, gs, state.QueuedJob{ID: ev.GetJobId(), QueuedAt: queuedAt,
+		Owner: ev.GetOwner(), Repo: ev.GetRepository()})
 	if out.Group != "" && out.Group != g.Name {
 		for _, c := range gs {
 			if c.Name == out.Group {
@@ -206,12 +206,15 @@ func (h *Handlers) inProgress(ctx context.Context, log *slog.Logger, g state.Gro
 	if ts := ev.GetStartedAt(); ts != nil && ts.IsValid() && !ts.AsTime().IsZero() {
 		at = ts.AsTime()
 	}
-	out, err := h.store.InProgress(ctx, g, state.JobUpdate{JobID: ev.GetJobId(), RunnerName: ev.GetRunnerName(), At: at})
+	out, err := h.store.InProgress(ctx, g, jobUpdate(ev, at))
 	h.created(g, out.Reserved, "top_up")
 	if err != nil {
 		return err
 	}
 	h.m.Events.WithLabelValues("in_progress", outcome(out.Applied)).Inc()
+	if out.Updated {
+		h.m.Commands.WithLabelValues("update", "job_started").Inc()
+	}
 	if !out.Applied {
 		log.Debug("job already further: in_progress ignored")
 		return nil
@@ -247,7 +250,7 @@ func (h *Handlers) completed(ctx context.Context, log *slog.Logger, g state.Grou
 	if ts := ev.GetCompletedAt(); ts != nil && ts.IsValid() && !ts.AsTime().IsZero() {
 		at = ts.AsTime()
 	}
-	out, err := h.store.Completed(ctx, g, state.JobUpdate{JobID: ev.GetJobId(), RunnerName: ev.GetRunnerName(), At: at})
+	out, err := h.store.Completed(ctx, g, jobUpdate(ev, at))
 	h.created(g, out.Reserved, "top_up")
 	if err != nil {
 		return err
@@ -260,6 +263,23 @@ func (h *Handlers) completed(ctx context.Context, log *slog.Logger, g state.Grou
 		log.Info("job completed", "runner", ev.GetRunnerName(), "conclusion", ev.GetConclusion())
 	}
 	return nil
+}
+
+// jobUpdate is the JobUpdate of an in_progress or completed event at at.
+func jobUpdate(ev *rmv1.WorkflowJobEvent, at time.Time) state.JobUpdate {
+	u := state.JobUpdate{
+		JobID: ev.GetJobId(), RunnerName: ev.GetRunnerName(), At: at,
+		RunID:      ev.GetRunId(),
+		Repository: usage.Repository(ev.GetOwner(), ev.GetRepository()), Workflow: ev.GetWorkflowName(),
+		Owner: ev.GetOwner(), Repo: ev.GetRepository(),
+	}
+	if ts := ev.GetCreatedAt(); ts != nil && ts.IsValid() && !ts.AsTime().IsZero() {
+		u.QueuedAt = ts.AsTime()
+	}
+	if ts := ev.GetStartedAt(); ts != nil && ts.IsValid() && !ts.AsTime().IsZero() {
+		u.StartedAt = ts.AsTime()
+	}
+	return u
 }
 
 // created counts the create commands emitted by a top-up.
@@ -312,7 +332,7 @@ func (h *Handlers) Result(ctx context.Context, msg stream.Message) error {
 		created := state.Runner{
 			Name: name, Group: res.GetGroup(), Backend: res.GetBackendType(),
 			InstanceID: o.Created.GetInstanceId(), GitHubRunnerID: o.Created.GetGithubRunnerId(),
-			Location: o.Created.GetLocation(),
+			Location: o.Created.GetLocation(), SpecHash: o.Created.GetSpecHash(),
 		}
 		// Where it is registered: the group's configuration, which the
 		// provisioner checked the create against (spec hash).
@@ -363,6 +383,11 @@ func (h *Handlers) Result(ctx context.Context, msg stream.Message) error {
 		return h.failed(ctx, log, g, &res, o.Failed)
 	case *rmv1.ProvisionResult_Inventory:
 		// Inventories are for the health checks, which list on their own.
+		if h.inventory != nil {
+			if err := h.inventory(ctx, &res); err != nil {
+				return err
+			}
+		}
 		h.m.Results.WithLabelValues("inventory").Inc()
 	default:
 		log.Warn("result without outcome ignored")
@@ -409,6 +434,12 @@ func (h *Handlers) failed(ctx context.Context, log *slog.Logger, g state.Group, 
 		out, err := h.store.CreateFailed(ctx, name, attempt, retryAt, RetryBackoff(base, attempt))
 		if err != nil {
 			return err
+		}
+		if out != state.FailureIgnored {
+			e := recent.Entry{Group: g.Name, Reason: className(f.GetClass()), Time: h.now()}
+			if err := h.store.PushCreateFailure(ctx, e); err != nil {
+				log.Warn("create failure not recorded for the status page", "error", err)
+			}
 		}
 		switch out {
 		case state.FailureRetrying:

@@ -15,6 +15,7 @@ import (
 	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/recent"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
@@ -197,6 +198,11 @@ func TestFailedCreate(t *testing.T) {
 			require.NoError(t, b.rdb.HSet(ctx, b.keys.Runner(name), "attempt", tc.attempt).Err())
 
 			b.result(t, failedResult(name, tc.attempt, tc.class, "create", tc.dead))
+			// The status page's record of recent create failures.
+			failures, err := recent.List(ctx, b.rdb, b.keys.RecentCreateFailures(), 10)
+			require.NoError(t, err)
+			class := map[rmv1.FailureClass]string{retryable: "retryable", capacity: "capacity", permanent: "permanent"}[tc.class]
+			require.Equal(t, []recent.Entry{{Group: "pool", Reason: class, Time: b.now.UTC()}}, failures)
 			backoff := dispatch.RetryBackoff(b.cfg.Scheduler.CreateRetryBackoff, int(tc.attempt))
 			if tc.retry {
 				score, err := b.rdb.ZScore(ctx, b.keys.Retry(), "create:"+name).Result()
@@ -414,4 +420,85 @@ func TestQueuedWorkflowNameAndSpillOver(t *testing.T) {
 	b.event(t, &rmv1.WorkflowJobEvent{Action: "completed", JobId: 3, Labels: []string{"linux"}, Owner: "acme", Repository: "app"})
 	require.EqualValues(t, 0, status("spill").Demand)
 	require.EqualValues(t, 1, status("pool").Demand)
+}
+
+// streamCommands decodes every command of the stream of backend type bt.
+func (b *hbundle) streamCommands(t *testing.T, bt string) []*rmv1.ProvisionCommand {
+	t.Helper()
+	msgs, err := b.rdb.XRange(context.Background(), b.keys.Provision(bt), "-", "+").Result()
+	require.NoError(t, err)
+	out := make([]*rmv1.ProvisionCommand, 0, len(msgs))
+	for _, m := range msgs {
+		var c rmv1.ProvisionCommand
+		require.NoError(t, proto.Unmarshal([]byte(m.Values[stream.FieldData].(string)), &c))
+		out = append(out, &c)
+	}
+	return out
+}
+
+func updates(cmds []*rmv1.ProvisionCommand) []*rmv1.UpdateRunner {
+	var out []*rmv1.UpdateRunner
+	for _, c := range cmds {
+		if u := c.GetUpdate(); u != nil {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// in_progress of a job on one of our runners emits exactly one UpdateRunner
+// (job id, run id, repository, workflow, busy, where the runner is) on the
+// runner's backend stream; a redelivered in_progress emits none. A Docker
+// runner gets none: its record keeps the metadata.
+func TestInProgressEmitsOneUpdateRunner(t *testing.T) {
+	t.Parallel()
+	b := hsetup(t, 3)
+	b.cfg.RunnerGroups = append(b.cfg.RunnerGroups, config.RunnerGroup{
+		Name: "vm", Organization: "acme", MaxRunners: 2, Labels: []string{"self-hosted", "vm"},
+		Backend: config.Backend{Type: "aws", AWS: &config.AWSSpec{Region: "eu-west-1", AMI: "ami-1"}},
+	})
+	b.cfg.SetDefaults()
+	ctx := context.Background()
+
+	b.event(t, queued(7, "self-hosted", "vm"))
+	create := b.streamCommands(t, "aws")
+	require.Len(t, create, 1)
+	name := create[0].GetCreate().GetSpec().GetName()
+	b.result(t, &rmv1.ProvisionResult{CommandId: "c1", RunnerName: name, Group: "vm", BackendType: "aws",
+		Outcome: &rmv1.ProvisionResult_Created{Created: &rmv1.Created{InstanceId: "i-0abc", Location: map[string]string{"region": "eu-west-1"}}}})
+	started := &rmv1.WorkflowJobEvent{Action: "in_progress", JobId: 7, RunId: 4242, Labels: []string{"self-hosted", "vm"},
+		Owner: "ACME", Repository: "app", WorkflowName: "CI / build", RunnerName: name}
+	b.event(t, started)
+	b.event(t, started) // redelivered
+
+	ups := updates(b.streamCommands(t, "aws"))
+	require.Len(t, ups, 1, "one UpdateRunner per job")
+	u := ups[0]
+	require.Equal(t, name, u.GetName())
+	require.Equal(t, "vm", u.GetGroup())
+	require.Equal(t, "aws", u.GetBackendType())
+	require.Equal(t, "i-0abc", u.GetInstanceId())
+	require.Equal(t, map[string]string{"region": "eu-west-1"}, u.GetLocation())
+	require.EqualValues(t, 7, u.GetJobId())
+	require.EqualValues(t, 4242, u.GetRunId())
+	require.Equal(t, "ACME/app", u.GetRepository())
+	require.Equal(t, "CI / build", u.GetWorkflow())
+	require.Equal(t, "busy", u.GetState())
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Commands.WithLabelValues("update", "job_started")))
+
+	// Docker: no command, the metadata in the record.
+	b.event(t, queued(8, "linux"))
+	dname := b.commands(t)[0].GetCreate().GetSpec().GetName()
+	b.event(t, &rmv1.WorkflowJobEvent{Action: "in_progress", JobId: 8, RunId: 99, Labels: []string{"linux"},
+		Owner: "ACME", Repository: "app", WorkflowName: "lint", RunnerName: dname})
+	require.Empty(t, updates(b.commands(t)))
+	r, ok, err := b.store.Runner(ctx, dname)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, state.Busy, r.State)
+	require.EqualValues(t, 8, r.JobID)
+	require.EqualValues(t, 99, r.JobRunID)
+	require.Equal(t, "ACME/app", r.JobRepository)
+	require.Equal(t, "lint", r.JobWorkflow)
+	require.Equal(t, 1.0, testutil.ToFloat64(b.m.Commands.WithLabelValues("update", "job_started")))
 }

@@ -358,12 +358,48 @@ func (c *Checker) counted(check string, reserved []string, rep *Report) {
 // dropped (GitHub cancels a job queued that long).
 func (c *Checker) staleJobs(ctx context.Context, rep *Report) error {
 	now := c.store.Now()
-	type cand struct {
-		g  state.Group
-		cg *config.RunnerGroup
-		d  state.Demand
+	cands, errs := c.staleCandidates(ctx, now)
+	if len(cands) == 0 {
+		return errors.Join(errs...)
 	}
-	var cands []cand
+	checked, err := c.orderByCheck(ctx, cands, now)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	lookups := 0
+	for _, cd := range cands {
+		old := now.Sub(cd.d.QueuedAt) >= c.opt.MaxQueueAge
+		j, next, lerrs := c.lookUpJob(ctx, cd, checked[cd.d.JobID], old, now, &lookups)
+		errs = append(errs, lerrs...)
+		if next == lookupStop {
+			break
+		}
+		if next == lookupSkip {
+			continue
+		}
+		applied, err := c.applyJobStatus(ctx, cd, j, old, rep)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if applied {
+			rep.StaleJobs = append(rep.StaleJobs, cd.d.JobID)
+		}
+	}
+	c.count(CheckStaleJob, len(rep.StaleJobs))
+	return errors.Join(errs...)
+}
+
+// staleJob is a job in a configured group's demand for time_to_start or more.
+type staleJob struct {
+	g  state.Group
+	cg *config.RunnerGroup
+	d  state.Demand
+}
+
+// staleCandidates returns the jobs in demand for time_to_start or more.
+func (c *Checker) staleCandidates(ctx context.Context, now time.Time) ([]staleJob, []error) {
+	var cands []staleJob
 	var errs []error
 	for i := range c.cfg.RunnerGroups {
 		cg := &c.cfg.RunnerGroups[i]
@@ -375,22 +411,26 @@ func (c *Checker) staleJobs(ctx context.Context, rep *Report) error {
 		}
 		for _, d := range demand {
 			if now.Sub(d.QueuedAt) >= c.cfg.TimeToStart {
-				cands = append(cands, cand{g: g, cg: cg, d: d})
+				cands = append(cands, staleJob{g: g, cg: cg, d: d})
 			}
 		}
 	}
-	if len(cands) == 0 {
-		return errors.Join(errs...)
-	}
+	return cands, errs
+}
+
+// orderByCheck sorts cands in the order they are looked up at GitHub: never
+// looked up first, then the least recently, then the oldest. It returns when
+// each was last looked up (forgetting the checks older than twice
+// MaxQueueAge).
+func (c *Checker) orderByCheck(ctx context.Context, cands []staleJob, now time.Time) (map[int64]time.Time, error) {
 	ids := make([]int64, len(cands))
 	for i, cd := range cands {
 		ids[i] = cd.d.JobID
 	}
 	checked, err := c.store.JobChecks(ctx, ids, now.Add(-2*c.opt.MaxQueueAge))
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		return nil, err
 	}
-	// Never looked up first, then the least recently, then the oldest.
 	sort.SliceStable(cands, func(i, j int) bool {
 		ci, cj := checked[cands[i].d.JobID], checked[cands[j].d.JobID]
 		if !ci.Equal(cj) {
@@ -398,77 +438,92 @@ func (c *Checker) staleJobs(ctx context.Context, rep *Report) error {
 		}
 		return cands[i].d.QueuedAt.Before(cands[j].d.QueuedAt)
 	})
-	lookups := 0
-	for _, cd := range cands {
-		id := cd.d.JobID
-		old := now.Sub(cd.d.QueuedAt) >= c.opt.MaxQueueAge
-		owner, repo, err := c.store.JobRepository(ctx, id)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if owner == "" && cd.cg.Repository != "" {
-			owner, repo = cd.cg.Organization, cd.cg.Repository
-		}
-		var j *github.Job
-		if owner != "" && repo != "" && c.gh != nil {
-			if last := checked[id]; !last.IsZero() && now.Sub(last) < c.opt.JobRecheck && !old {
-				continue
-			}
-			if lookups >= c.opt.MaxJobChecks {
-				continue
-			}
-			lookups++
-			j, err = c.gh.GetJob(ctx, owner, repo, id)
-			if errors.Is(err, github.ErrRateLimited) {
-				// Not looked up: the next pass tries again; the rest of
-				// this pass's lookups would be refused too.
-				errs = append(errs, fmt.Errorf("look up job %d: %w", id, err))
-				break
-			}
-			if cerr := c.store.JobChecked(ctx, id, now); cerr != nil {
-				errs = append(errs, cerr)
-			}
-			if err != nil && !errors.Is(err, github.ErrNotFound) {
-				errs = append(errs, fmt.Errorf("look up job %d: %w", id, err))
-				continue
-			}
-		}
-		switch {
-		case j != nil && j.Status == github.JobCompleted:
-			out, err := c.store.Completed(ctx, cd.g, state.JobUpdate{JobID: id, RunnerName: j.RunnerName, At: j.CompletedAt})
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			c.counted(CheckTopUp, out.Reserved, rep)
-			c.log.Warn("job in demand is completed at GitHub: demand dropped (completed event lost)",
-				"job_id", id, "group", cd.g.Name, "conclusion", j.Conclusion)
-		case j != nil && j.Status == github.JobInProgress:
-			out, err := c.store.InProgress(ctx, cd.g, state.JobUpdate{JobID: id, RunnerName: j.RunnerName, At: j.StartedAt})
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			c.counted(CheckTopUp, out.Reserved, rep)
-			c.log.Warn("job in demand is in progress at GitHub: applied (in_progress event lost)",
-				"job_id", id, "group", cd.g.Name, "runner", j.RunnerName)
-		case j == nil && old:
-			out, err := c.store.Completed(ctx, cd.g, state.JobUpdate{JobID: id})
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			c.counted(CheckTopUp, out.Reserved, rep)
-			c.log.Warn("job queued longer than GitHub keeps a job queued, and not found at GitHub: demand dropped",
-				"job_id", id, "group", cd.g.Name, "queued_at", cd.d.QueuedAt)
-		default:
-			continue // still queued, or cannot tell yet
-		}
-		rep.StaleJobs = append(rep.StaleJobs, id)
+	return checked, nil
+}
+
+// lookup says what staleJobs does with a job after lookUpJob.
+type lookup int
+
+const (
+	lookupApply lookup = iota // act on what is known (the job may be nil: not looked up, or not found)
+	lookupSkip                // leave the job to a later pass
+	lookupStop                // stop this pass's lookups (rate limited)
+)
+
+// lookUpJob asks GitHub for the status of the stale job cd, unless it was
+// looked up less than JobRecheck ago (and is not old) or this pass made
+// MaxJobChecks lookups already; a job whose repository is unknown is not
+// looked up. The lookup is recorded (JobChecked) whatever its answer.
+func (c *Checker) lookUpJob(ctx context.Context, cd staleJob, last time.Time, old bool, now time.Time, lookups *int) (*github.Job, lookup, []error) {
+	id := cd.d.JobID
+	owner, repo, err := c.store.JobRepository(ctx, id)
+	if err != nil {
+		return nil, lookupSkip, []error{err}
 	}
-	c.count(CheckStaleJob, len(rep.StaleJobs))
-	return errors.Join(errs...)
+	if owner == "" && cd.cg.Repository != "" {
+		owner, repo = cd.cg.Organization, cd.cg.Repository
+	}
+	if owner == "" || repo == "" || c.gh == nil {
+		return nil, lookupApply, nil
+	}
+	if !last.IsZero() && now.Sub(last) < c.opt.JobRecheck && !old {
+		return nil, lookupSkip, nil
+	}
+	if *lookups >= c.opt.MaxJobChecks {
+		return nil, lookupSkip, nil
+	}
+	*lookups++
+	j, err := c.gh.GetJob(ctx, owner, repo, id)
+	if errors.Is(err, github.ErrRateLimited) {
+		// Not looked up: the next pass tries again; the rest of this
+		// pass's lookups would be refused too.
+		return nil, lookupStop, []error{fmt.Errorf("look up job %d: %w", id, err)}
+	}
+	var errs []error
+	if cerr := c.store.JobChecked(ctx, id, now); cerr != nil {
+		errs = append(errs, cerr)
+	}
+	if err != nil && !errors.Is(err, github.ErrNotFound) {
+		return nil, lookupSkip, append(errs, fmt.Errorf("look up job %d: %w", id, err))
+	}
+	return j, lookupApply, errs
+}
+
+// applyJobStatus applies what GitHub says of the stale job cd (j, nil when
+// not looked up or not found): its lost completed or in_progress event, or,
+// for an old job GitHub does not know, its end. It returns whether the job
+// was acted on.
+func (c *Checker) applyJobStatus(ctx context.Context, cd staleJob, j *github.Job, old bool, rep *Report) (bool, error) {
+	id := cd.d.JobID
+	switch {
+	case j != nil && j.Status == github.JobCompleted:
+		out, err := c.store.Completed(ctx, cd.g, state.JobUpdate{JobID: id, RunnerName: j.RunnerName, At: j.CompletedAt})
+		if err != nil {
+			return false, err
+		}
+		c.counted(CheckTopUp, out.Reserved, rep)
+		c.log.Warn("job in demand is completed at GitHub: demand dropped (completed event lost)",
+			"job_id", id, "group", cd.g.Name, "conclusion", j.Conclusion)
+	case j != nil && j.Status == github.JobInProgress:
+		out, err := c.store.InProgress(ctx, cd.g, state.JobUpdate{JobID: id, RunnerName: j.RunnerName, At: j.StartedAt})
+		if err != nil {
+			return false, err
+		}
+		c.counted(CheckTopUp, out.Reserved, rep)
+		c.log.Warn("job in demand is in progress at GitHub: applied (in_progress event lost)",
+			"job_id", id, "group", cd.g.Name, "runner", j.RunnerName)
+	case j == nil && old:
+		out, err := c.store.Completed(ctx, cd.g, state.JobUpdate{JobID: id})
+		if err != nil {
+			return false, err
+		}
+		c.counted(CheckTopUp, out.Reserved, rep)
+		c.log.Warn("job queued longer than GitHub keeps a job queued, and not found at GitHub: demand dropped",
+			"job_id", id, "group", cd.g.Name, "queued_at", cd.d.QueuedAt)
+	default:
+		return false, nil // still queued, or cannot tell yet
+	}
+	return true, nil
 }
 
 // gitHubOrphans removes from GitHub the registrations whose name has this

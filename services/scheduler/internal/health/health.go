@@ -69,7 +69,6 @@ import (
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/github"
-	"github.com/runner-manager/runner-manager/libs/lease"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
 )
 
@@ -189,7 +188,7 @@ func New(opts Options) *Checker {
 // it (a rate-limit wait beyond fails them at once), so that the steps that
 // need no GitHub call (top-ups) always run.
 func (c *Checker) Run(ctx context.Context) error {
-	le := lease.New(c.store.Redis(), c.store.Keys().Lease(LeaseTask), c.opt.Owner, c.cfg.Scheduler.LeaseTTL)
+	le := c.store.Lease(LeaseTask, c.opt.Owner, c.cfg.Scheduler.LeaseTTL)
 	le.Logger = c.log
 	interval := c.cfg.HealthCheckInterval
 	return le.Run(ctx, interval, func(ctx context.Context) error {

@@ -19,11 +19,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
 	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/github"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/dispatch"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/health"
@@ -621,14 +621,14 @@ func TestGitHubDown(t *testing.T) {
 	require.Contains(t, rep.TimeToStart, pending)
 }
 
-// The wrappers put the health checks on the scheduler's consumers without
-// touching dispatch: events record their job's repository, inventories are
-// acted on, and dispatch still sees every entry.
-func TestWrapDispatch(t *testing.T) {
+// Dispatch, wired as the scheduler wires it, records the job's repository
+// with its event and hands inventories to the health checks.
+func TestDispatchFeedsTheChecks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := dispatch.New(e.cfg, e.store, quiet, nil)
-	events, results := e.checker.WrapEvents(h.Event), e.checker.WrapResults(h.Result)
+	h.OnInventory(e.checker.HandleInventory)
+	events, results := h.Event, h.Result
 
 	ev := &rmv1.WorkflowJobEvent{Action: "queued", JobId: 42, Owner: "acme", Repository: "app", Labels: []string{"linux", "pool"}}
 	data, err := proto.Marshal(ev)

@@ -18,13 +18,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
-	"github.com/runner-manager/runner-manager/e2e/fakerunner"
 	"github.com/runner-manager/runner-manager/libs/backend"
 	"github.com/runner-manager/runner-manager/libs/backend/memory"
 	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/github"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
+	"github.com/runner-manager/runner-manager/libs/github/fakerunner"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
@@ -187,13 +187,12 @@ func (e *env) group(name string) state.Group {
 // the runner it reserved.
 func (e *env) queued(g string, jobID int64, repo string) string {
 	e.t.Helper()
-	out, err := e.store.Queued(e.ctx, e.group(g), jobID, e.clock.Now())
-	require.NoError(e.t, err)
+	j := state.QueuedJob{ID: jobID, QueuedAt: e.clock.Now()}
 	if repo != "" {
-		ok, err := e.store.SetJobRepository(e.ctx, jobID, "acme", repo)
-		require.NoError(e.t, err)
-		require.True(e.t, ok)
+		j.Owner, j.Repo = "acme", repo
 	}
+	out, err := e.store.QueuedIn(e.ctx, []state.Group{e.group(g)}, j)
+	require.NoError(e.t, err)
 	if len(out.Reserved) == 0 {
 		return ""
 	}

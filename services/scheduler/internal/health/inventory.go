@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 
@@ -219,15 +220,9 @@ func (c *Checker) Inventory(ctx context.Context, res *rmv1.ProvisionResult) (Inv
 	if inv == nil {
 		return rep, nil
 	}
-	raw, ok, err := c.store.ListMeta(ctx, res.GetCommandId())
+	meta, ok, err := c.listMeta(ctx, res.GetCommandId())
 	if err != nil {
 		return rep, err
-	}
-	var meta listMeta
-	if ok {
-		if err := json.Unmarshal(raw, &meta); err != nil {
-			ok = false
-		}
 	}
 	log := c.log.With("command_id", res.GetCommandId(), "backend", res.GetBackendType())
 	if !ok {
@@ -235,23 +230,45 @@ func (c *Checker) Inventory(ctx context.Context, res *rmv1.ProvisionResult) (Inv
 		log.Info("inventory of an unknown or expired list command ignored")
 		return rep, nil
 	}
-	backend := meta.Backend
-	var errs []error
-	now := c.store.Now()
-
-	present := make(map[string]bool, len(inv.GetInstances()))
-	names := make([]string, 0, len(inv.GetInstances()))
-	for _, i := range inv.GetInstances() {
-		present[i.GetName()] = true
-		names = append(names, i.GetName())
-	}
-
-	// 3: instances without record.
-	have, err := c.store.Existing(ctx, names)
+	errs, err := c.deleteOrphans(ctx, inv, meta.Backend, log, &rep)
 	if err != nil {
 		return rep, err
 	}
+	errs = append(errs, c.deleteVanished(ctx, inv, meta, &rep)...)
+	c.count(CheckBackendOrphan, len(rep.Orphans))
+	c.count(CheckInstanceVanished, len(rep.Vanished))
+	return rep, errors.Join(errs...)
+}
+
+// listMeta returns what the list command commandID covered; false when it is
+// unknown, expired or unreadable.
+func (c *Checker) listMeta(ctx context.Context, commandID string) (listMeta, bool, error) {
+	var meta listMeta
+	raw, ok, err := c.store.ListMeta(ctx, commandID)
+	if err != nil || !ok {
+		return meta, false, err
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return meta, false, nil
+	}
+	return meta, true, nil
+}
+
+// deleteOrphans is check 3: the delete of every instance of inv without a
+// record, older than time_to_start. The error is one that stops the
+// inventory (the records could not be read); the others are returned.
+func (c *Checker) deleteOrphans(ctx context.Context, inv *rmv1.Inventory, backend string, log *slog.Logger, rep *InventoryReport) ([]error, error) {
+	names := make([]string, 0, len(inv.GetInstances()))
+	for _, i := range inv.GetInstances() {
+		names = append(names, i.GetName())
+	}
+	have, err := c.store.Existing(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	now := c.store.Now()
 	guard := max(c.cfg.HealthCheckInterval/2, c.cfg.Scheduler.LeaseTTL)
+	var errs []error
 	for _, i := range inv.GetInstances() {
 		if have[i.GetName()] || i.GetName() == "" {
 			continue
@@ -274,43 +291,55 @@ func (c *Checker) Inventory(ctx context.Context, res *rmv1.ProvisionResult) (Inv
 				"instance_id", i.GetInstanceId())
 		}
 	}
+	return errs, nil
+}
 
-	// 5: records whose instance is gone.
-	if ta := inv.GetTakenAt(); ta != nil && ta.IsValid() && !ta.AsTime().IsZero() {
-		before := ta.AsTime().Add(-c.opt.VanishGrace)
-		specs, _ := c.groupSpecs()
-		groups := make([]string, 0, len(meta.Groups))
-		for g, h := range meta.Groups {
-			if cur, ok := specs[backend][g]; ok && specHash(cur) == h {
-				groups = append(groups, g)
-			}
+// deleteVanished is check 5: the delete of every started, idle or busy
+// runner of the groups the list command covered (with the specification
+// configured now) whose instance is not in inv, and was there before the
+// listing (state_since older than its time minus VanishGrace).
+func (c *Checker) deleteVanished(ctx context.Context, inv *rmv1.Inventory, meta listMeta, rep *InventoryReport) []error {
+	ta := inv.GetTakenAt()
+	if ta == nil || !ta.IsValid() || ta.AsTime().IsZero() {
+		return nil
+	}
+	present := make(map[string]bool, len(inv.GetInstances()))
+	for _, i := range inv.GetInstances() {
+		present[i.GetName()] = true
+	}
+	backend := meta.Backend
+	before := ta.AsTime().Add(-c.opt.VanishGrace)
+	specs, _ := c.groupSpecs()
+	groups := make([]string, 0, len(meta.Groups))
+	for g, h := range meta.Groups {
+		if cur, ok := specs[backend][g]; ok && specHash(cur) == h {
+			groups = append(groups, g)
 		}
-		sort.Strings(groups)
-		for _, g := range groups {
-			runners, err := c.store.Runners(ctx, g)
-			if err != nil {
-				errs = append(errs, err)
+	}
+	sort.Strings(groups)
+	var errs []error
+	for _, g := range groups {
+		runners, err := c.store.Runners(ctx, g)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range runners {
+			// state_since of started, idle or busy is after the instance
+			// existed (created result, or a job ran on it).
+			if present[r.Name] || r.Backend != backend || r.StateSince.IsZero() || !r.StateSince.Before(before) {
 				continue
 			}
-			for _, r := range runners {
-				// state_since of started, idle or busy is after the instance
-				// existed (created result, or a job ran on it).
-				if present[r.Name] || r.Backend != backend || r.StateSince.IsZero() || !r.StateSince.Before(before) {
-					continue
-				}
-				if r.State != state.Started && r.State != state.Idle && r.State != state.Busy {
-					continue
-				}
-				ok, err := c.requestDelete(ctx, r, []state.State{state.Started, state.Idle, state.Busy}, state.ReasonInstanceVanished)
-				if err != nil {
-					errs = append(errs, err)
-				} else if ok {
-					rep.Vanished = append(rep.Vanished, r.Name)
-				}
+			if r.State != state.Started && r.State != state.Idle && r.State != state.Busy {
+				continue
+			}
+			ok, err := c.requestDelete(ctx, r, []state.State{state.Started, state.Idle, state.Busy}, state.ReasonInstanceVanished)
+			if err != nil {
+				errs = append(errs, err)
+			} else if ok {
+				rep.Vanished = append(rep.Vanished, r.Name)
 			}
 		}
 	}
-	c.count(CheckBackendOrphan, len(rep.Orphans))
-	c.count(CheckInstanceVanished, len(rep.Vanished))
-	return rep, errors.Join(errs...)
+	return errs
 }

@@ -3,6 +3,8 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/state"
 )
 
 // Metrics of the scheduler. Labels never carry a secret: only group names,
@@ -14,6 +16,10 @@ type Metrics struct {
 	Demand *prometheus.GaugeVec
 	// MaxRunners per group, from the configuration (demand against the limit).
 	MaxRunners *prometheus.GaugeVec
+	// GroupMode per group and mode (active, paused, draining): 1 for the
+	// group's mode, 0 for the others; refreshed by the reconcile loop and
+	// set by the admin API's mode changes.
+	GroupMode *prometheus.GaugeVec
 	// DLQEntries: length of the dead-letter stream {P}:dlq.
 	DLQEntries prometheus.Gauge
 	// DLQByStream: entries of {P}:dlq by origin stream.
@@ -24,7 +30,7 @@ type Metrics struct {
 	QueuedToCreate *prometheus.HistogramVec
 	// JobWait: from a job's queued time to its in_progress event.
 	JobWait *prometheus.HistogramVec
-	// Commands emitted, by type (create, delete) and reason.
+	// Commands emitted, by type (create, delete, update) and reason.
 	Commands *prometheus.CounterVec
 	// Results handled, by outcome (created, deleted, failed_create, failed_delete, ...).
 	Results *prometheus.CounterVec
@@ -60,6 +66,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "runner_manager_scheduler_max_runners",
 			Help: "The group's max_runners, from the configuration.",
 		}, []string{"group"}),
+		GroupMode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "runner_manager_group_mode",
+			Help: "1 for the group's mode (active, paused, draining), 0 for the others.",
+		}, []string{"group", "mode"}),
 		DLQEntries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "runner_manager_stream_dlq_entries",
 			Help: "Entries in the dead-letter stream {P}:dlq (XLEN), refreshed by the reconcile loop.",
@@ -117,8 +127,20 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"step"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Runners, m.Demand, m.MaxRunners, m.DLQEntries, m.DLQByStream, m.DLQAutoRetried, m.QueuedToCreate, m.JobWait, m.Commands,
+		reg.MustRegister(m.Runners, m.Demand, m.MaxRunners, m.GroupMode, m.DLQEntries, m.DLQByStream, m.DLQAutoRetried, m.QueuedToCreate, m.JobWait, m.Commands,
 			m.Results, m.CreateRetries, m.DeleteFailures, m.Events, m.UnmatchedJobs, m.ReconcilePassDuration, m.ReconcileStepsSkipped)
 	}
 	return m
+}
+
+// SetGroupMode sets runner_manager_group_mode of group: 1 for mode, 0 for
+// the other modes.
+func (m *Metrics) SetGroupMode(group string, mode state.Mode) {
+	for _, x := range state.Modes() {
+		v := 0.0
+		if x == mode {
+			v = 1
+		}
+		m.GroupMode.WithLabelValues(group, string(x)).Set(v)
+	}
 }

@@ -1,8 +1,10 @@
 // Package reconcile is the scheduler's cheap loop, run every
 // scheduler.reconcile_interval by one replica at a time (lease
 // {P}:lease:reconcile): it emits due retries, tops every group up to
-// min_runners and its demand, scales down idle runners above what the group
-// wants (after GitHub confirms they are not busy), and refreshes the gauges.
+// min_runners and its demand (not a paused or draining one), deletes the
+// runners not busy of a draining group, scales down idle runners above what
+// the group wants (after GitHub confirms they are not busy), and refreshes
+// the gauges.
 // It reads GitHub only when a group has surplus free runners that may be
 // idle (started or idle by the records): one list per scope and at most one
 // per reconcile interval, never one call per runner. The expensive health checks of
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,9 +24,9 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 
+	"github.com/runner-manager/runner-manager/libs/backoff"
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/github"
-	"github.com/runner-manager/runner-manager/libs/lease"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/command"
 	"github.com/runner-manager/runner-manager/services/scheduler/internal/metrics"
@@ -56,14 +59,16 @@ type Loop struct {
 	mu sync.Mutex
 	// listed is when each scope was last listed at GitHub.
 	listed map[github.Scope]time.Time
-	// drained is when the groups no longer configured were last drained.
+	// drained is when the groups no longer configured, and the runners of
+	// an earlier configuration, were last drained.
 	drained time.Time
 }
 
 // DrainInterval is how often a pass looks for the runners of groups no
-// longer configured (it SCANs the group keys): the first pass after a start
-// (a configuration change restarts the scheduler) and then at most once per
-// interval.
+// longer configured and for runners made from an earlier configuration of
+// their group (it SCANs the group keys and reads their records): the first
+// pass after a start (a configuration change restarts the scheduler) and
+// then at most once per interval.
 const DrainInterval = time.Minute
 
 // New returns the loop. gh may be nil: no scale-down then (nothing is deleted
@@ -84,7 +89,7 @@ const StepScaleDown = "scale_down"
 // three quarters of it: a GitHub call that would wait for the rate limit
 // beyond fails at once, and the retries and top-ups never wait on GitHub.
 func (l *Loop) Run(ctx context.Context, owner string) error {
-	le := lease.New(l.store.Redis(), l.store.Keys().Lease(LeaseTask), owner, l.cfg.Scheduler.LeaseTTL)
+	le := l.store.Lease(LeaseTask, owner, l.cfg.Scheduler.LeaseTTL)
 	le.Logger = l.log
 	interval := l.cfg.Scheduler.ReconcileInterval
 	return le.Run(ctx, interval, func(ctx context.Context) error {
@@ -113,7 +118,7 @@ func (l *Loop) Once(ctx context.Context) (err error) {
 	if err := l.retries(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := l.drainRemoved(ctx); err != nil {
+	if err := l.retire(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	lists := map[github.Scope][]github.Runner{}
@@ -127,6 +132,15 @@ func (l *Loop) Once(ctx context.Context) (err error) {
 		}
 		if err != nil {
 			errs = append(errs, err)
+		}
+		mode, err := l.store.GroupMode(ctx, g.Name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if mode == state.ModeDraining {
+			if err := l.drain(ctx, g.Name); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if err := l.scaleDown(ctx, cg, g, lists); err != nil {
 			rl, rest := github.SplitRateLimited(err)
@@ -159,14 +173,20 @@ func (l *Loop) Once(ctx context.Context) (err error) {
 	return errors.Join(errs...)
 }
 
-// drainRemoved deletes the pending, started and idle runners of the groups
-// that have records but are no longer configured, at most once per
-// DrainInterval. The delete commands carry where each runner was made (its
-// record), and the provisioner removes the registration first: a runner
-// that took a job meanwhile answers busy and stays until its job completes
-// (then job_completed deletes it) or time_to_live. Nothing is created for a
-// group no longer configured, so what this finds only shrinks.
-func (l *Loop) drainRemoved(ctx context.Context) error {
+// retire deletes, at most once per DrainInterval, the pending, started
+// and idle runners of the groups that have records but are no longer
+// configured (group_removed), and the started and idle runners of configured
+// groups that were created from a configuration of the group that changed
+// since (spec_changed: their record's spec hash is not the group's). The
+// delete commands carry where each runner was made (its record), and the
+// provisioner removes the registration first: a runner that took a job
+// meanwhile answers busy and stays until its job completes (then
+// job_completed deletes it) or time_to_live. Nothing is created for a group
+// no longer configured, nor from an older configuration, so what this finds
+// only shrinks; the deleted result of a retired runner tops its group up
+// with runners of the current configuration. The modes of groups no longer
+// configured are forgotten in the same pass.
+func (l *Loop) retire(ctx context.Context) error {
 	now := l.store.Now()
 	l.mu.Lock()
 	due := l.drained.IsZero() || now.Sub(l.drained) >= DrainInterval
@@ -183,7 +203,24 @@ func (l *Loop) drainRemoved(ctx context.Context) error {
 	}
 	var errs []error
 	for _, g := range groups {
-		if l.cfg.Group(g) != nil {
+		cg := l.cfg.Group(g)
+		if cg == nil {
+			// A removed group: every runner not busy.
+			moved, err := l.store.DeleteFree(ctx, g, state.ReasonGroupRemoved)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			for _, r := range moved {
+				l.m.Commands.WithLabelValues("delete", state.ReasonGroupRemoved).Inc()
+				l.log.Info("runner of a group no longer configured: deleting it", "runner", r.Name, "group", g, "state", r.State)
+			}
+			continue
+		}
+		// A configured group: the runners not busy made from another
+		// configuration of it.
+		hash, err := config.SpecHash(cg)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		runners, err := l.store.Runners(ctx, g)
@@ -191,22 +228,47 @@ func (l *Loop) drainRemoved(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
+		from := []state.State{state.Started, state.Idle}
 		for _, r := range runners {
-			if r.State != state.Pending && r.State != state.Started && r.State != state.Idle {
+			if !slices.Contains(from, r.State) || r.SpecHash == "" || r.SpecHash == hash {
 				continue
 			}
-			_, err := l.store.RequestDelete(ctx, r.Name, []state.State{state.Pending, state.Started, state.Idle}, state.ReasonGroupRemoved)
+			_, err := l.store.RequestDelete(ctx, r.Name, from, state.ReasonSpecChanged)
 			switch {
 			case errors.Is(err, state.ErrState) || errors.Is(err, state.ErrNotFound):
 			case err != nil:
 				errs = append(errs, err)
 			default:
-				l.m.Commands.WithLabelValues("delete", state.ReasonGroupRemoved).Inc()
-				l.log.Info("runner of a group no longer configured: deleting it", "runner", r.Name, "group", g, "state", r.State)
+				l.m.Commands.WithLabelValues("delete", state.ReasonSpecChanged).Inc()
+				l.log.Info("runner made from an earlier configuration of its group: replacing it", "runner", r.Name, "group", g, "state", r.State)
 			}
 		}
 	}
+	// The mode of a group no longer configured blocks nothing (nothing is
+	// created for it); forgotten, so that a group of that name added later
+	// starts active.
+	forgotten, err := l.store.ForgetModes(ctx, func(g string) bool { return l.cfg.Group(g) != nil })
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, g := range forgotten {
+		l.log.Info("mode of a group no longer configured forgotten", "group", g)
+	}
 	return errors.Join(errs...)
+}
+
+// drain deletes the pending, started and idle runners of a draining group
+// (reason drained; the provisioner removes the registration first, so one
+// that took a job meanwhile answers busy and stays until its job completes).
+// The admin API's drain does the same at once; the loop finishes a drain
+// that a crash interrupted and catches a runner reserved just before it.
+func (l *Loop) drain(ctx context.Context, group string) error {
+	moved, err := l.store.DeleteFree(ctx, group, state.ReasonDrained)
+	for _, r := range moved {
+		l.m.Commands.WithLabelValues("delete", state.ReasonDrained).Inc()
+		l.log.Info("runner of a draining group: deleting it", "runner", r.Name, "group", group, "state", r.State)
+	}
+	return err
 }
 
 // retries emits the due create and delete retries.
@@ -225,7 +287,7 @@ func (l *Loop) retries(ctx context.Context) error {
 		case state.RetryDeleteKind:
 			ok, err = l.store.RetryDelete(ctx, r.Runner)
 		default:
-			err = l.store.Redis().ZRem(ctx, l.store.Keys().Retry(), string(r.Kind)+":"+r.Runner).Err()
+			err = l.store.DropRetry(ctx, r)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -333,7 +395,7 @@ func (l *Loop) mayList(scope github.Scope) bool {
 	return true
 }
 
-// gauges refreshes the runner, demand and max_runners gauges of a group.
+// gauges refreshes the runner, demand, max_runners and mode gauges of a group.
 func (l *Loop) gauges(ctx context.Context, g state.Group) error {
 	l.m.MaxRunners.WithLabelValues(g.Name).Set(float64(g.MaxRunners))
 	st, err := l.store.GroupStatus(ctx, g.Name)
@@ -344,6 +406,7 @@ func (l *Loop) gauges(ctx context.Context, g state.Group) error {
 		l.m.Runners.WithLabelValues(g.Name, string(s)).Set(float64(n))
 	}
 	l.m.Demand.WithLabelValues(g.Name).Set(float64(st.Demand))
+	l.m.SetGroupMode(g.Name, st.Mode)
 	return nil
 }
 
@@ -372,11 +435,7 @@ const (
 // DLQRetryBackoff is how long after its dead-lettering a message already
 // retried automatically retries times is retried again.
 func DLQRetryBackoff(retries int) time.Duration {
-	d := DLQRetryFirst
-	for i := 0; i < retries && d < DLQRetryMax; i++ {
-		d *= 2
-	}
-	return min(d, DLQRetryMax)
+	return backoff.Exponential{Base: DLQRetryFirst, Max: DLQRetryMax}.Delay(retries + 1)
 }
 
 // dlqGauge refreshes the length of the dead-letter stream, its entries by
@@ -384,12 +443,12 @@ func DLQRetryBackoff(retries int) time.Duration {
 // of {P}:events.
 func (l *Loop) dlqGauge(ctx context.Context) error {
 	k := l.store.Keys()
-	n, err := l.store.Redis().XLen(ctx, k.DLQ()).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("length of the dead-letter stream: %w", err)
+	n, err := l.store.DeadLetterCount(ctx)
+	if err != nil {
+		return err
 	}
 	l.m.DLQEntries.Set(float64(n))
-	dls, err := stream.OldestDLQ(ctx, l.store.Redis(), k.DLQ(), dlqScan)
+	dls, err := l.store.OldestDeadLetters(ctx, dlqScan)
 	if err != nil {
 		return err
 	}
@@ -419,22 +478,17 @@ func (l *Loop) dlqGauge(ctx context.Context) error {
 // DLQAutoRetries times yet; the count is taken first (a failed retry costs
 // one, never adds one).
 func (l *Loop) retryDeadLetter(ctx context.Context, d stream.DeadLetter, now time.Time) (bool, error) {
-	rdb := l.store.Redis()
-	key := l.store.Keys().DLQRetries(d.Fingerprint())
-	retries, err := rdb.Get(ctx, key).Int()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, fmt.Errorf("automatic retries of dead letter %s: %w", d.ID, err)
+	retries, err := l.store.DeadLetterRetries(ctx, d)
+	if err != nil {
+		return false, err
 	}
 	if retries >= DLQAutoRetries || now.Before(d.Time.Add(DLQRetryBackoff(retries))) {
 		return false, nil
 	}
-	pipe := rdb.TxPipeline()
-	pipe.Incr(ctx, key)
-	pipe.Expire(ctx, key, dlqRetriesTTL)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("count automatic retry of dead letter %s: %w", d.ID, err)
+	if err := l.store.CountDeadLetterRetry(ctx, d, dlqRetriesTTL); err != nil {
+		return false, err
 	}
-	err = stream.RetryDLQ(ctx, rdb, l.store.Keys().DLQ(), d.ID, stream.WithMaxLen(l.cfg.Streams.MaxLen))
+	err = l.store.RetryDeadLetter(ctx, d.ID, l.cfg.Streams.MaxLen)
 	if errors.Is(err, stream.ErrNotFound) {
 		return true, nil // retried or trimmed meanwhile
 	}

@@ -374,6 +374,66 @@ func TestRemovedGroupIsDrained(t *testing.T) {
 	require.Len(t, b.commands(t), creates+len(cmds))
 }
 
+// After a change of a group's configuration (here its image), its started
+// and idle runners made from the earlier one are replaced (spec_changed);
+// the busy one is left to its job, and the runners of the current
+// configuration, or whose record has no spec hash, stay.
+func TestRunnersOfAnEarlierSpecAreReplaced(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, 6)
+	ctx := context.Background()
+	prev := *b.cfg
+	prev.RunnerGroups = append([]config.RunnerGroup(nil), b.cfg.RunnerGroups...)
+	prev.RunnerGroups[0].Backend.Docker = &config.DockerSpec{Image: "runner:old"}
+	oldHash, err := config.SpecHash(&prev.RunnerGroups[0])
+	require.NoError(t, err)
+	newHash, err := config.SpecHash(&b.cfg.RunnerGroups[0])
+	require.NoError(t, err)
+	require.NotEqual(t, oldHash, newHash)
+
+	g := b.group()
+	g.MinRunners = 5
+	q, err := b.store.TopUp(ctx, g)
+	require.NoError(t, err)
+	require.Len(t, q.Reserved, 5)
+	started, idle, busy, current, unknown := q.Reserved[0], q.Reserved[1], q.Reserved[2], q.Reserved[3], q.Reserved[4]
+	hashes := map[string]string{started: oldHash, idle: oldHash, busy: oldHash, current: newHash, unknown: ""}
+	for n, h := range hashes {
+		_, err := b.store.Created(ctx, state.Runner{Name: n, Group: "pool", Backend: "docker", InstanceID: "c-" + n,
+			Organization: "acme", Location: map[string]string{"host": ""}, SpecHash: h})
+		require.NoError(t, err)
+	}
+	for _, n := range []string{idle, current, unknown} {
+		_, err := b.store.MarkIdle(ctx, n)
+		require.NoError(t, err)
+	}
+	_, err = b.store.InProgress(ctx, b.group(), state.JobUpdate{JobID: 4, RunnerName: busy})
+	require.NoError(t, err)
+	r, _, err := b.store.Runner(ctx, idle)
+	require.NoError(t, err)
+	require.Equal(t, oldHash, r.SpecHash, "the record keeps the created result's spec hash")
+	before := len(b.commands(t))
+
+	require.NoError(t, b.loop.Once(ctx))
+	deleted := map[string]*rmv1.DeleteRunner{}
+	for _, c := range b.commands(t)[before:] {
+		if d := c.GetDelete(); d != nil {
+			deleted[d.GetName()] = d
+		}
+	}
+	require.Len(t, deleted, 2, "deletes: %v", deleted)
+	for _, n := range []string{started, idle} {
+		require.Contains(t, deleted, n)
+		require.Equal(t, state.ReasonSpecChanged, deleted[n].GetReason())
+		require.Equal(t, map[string]string{"host": ""}, deleted[n].GetLocation())
+		require.Equal(t, state.Deleting, b.state(t, n))
+	}
+	require.Equal(t, state.Busy, b.state(t, busy))
+	require.Equal(t, state.Idle, b.state(t, current))
+	require.Equal(t, state.Idle, b.state(t, unknown))
+	require.EqualValues(t, 2, testutil.ToFloat64(b.m.Commands.WithLabelValues("delete", state.ReasonSpecChanged)))
+}
+
 // A rate-limited listing skips the scale-down, said once for the pass and
 // counted; the retries and top-ups of every group still happen, and the pass
 // is no failure.
@@ -512,4 +572,83 @@ func TestDLQRetryBackoff(t *testing.T) {
 	}
 	require.Equal(t, []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute,
 		32 * time.Minute, time.Hour, time.Hour, time.Hour}, got)
+}
+
+// Issue 19: the loop reads a group's mode from Redis every pass. Paused:
+// min_runners is not topped up, its runners are kept. Draining: the pass
+// deletes its pending, started and idle runners (reason drained; a drain
+// the API's request left unfinished), never a busy one, and creates
+// nothing. The gauge runner_manager_group_mode follows. The mode of a group
+// no longer configured is forgotten.
+func TestGroupModeInTheLoop(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2, 4)
+	ctx := context.Background()
+	mode := func(m state.Mode) float64 {
+		return testutil.ToFloat64(b.m.GroupMode.WithLabelValues("pool", string(m)))
+	}
+
+	require.NoError(t, b.loop.Once(ctx))
+	require.Len(t, b.commands(t), 2, "min_runners")
+	require.Equal(t, 1.0, mode(state.ModeActive))
+	require.Equal(t, 0.0, mode(state.ModePaused))
+	warm := []string{b.commands(t)[0].GetCreate().GetSpec().GetName(), b.commands(t)[1].GetCreate().GetSpec().GetName()}
+
+	// Paused: a warm runner gone is not replaced, the other is kept.
+	_, err := b.store.SetGroupMode(ctx, "pool", state.ModePaused)
+	require.NoError(t, err)
+	_, err = b.store.Deleted(ctx, b.group(), warm[0])
+	require.NoError(t, err)
+	require.NoError(t, b.loop.Once(ctx))
+	require.Len(t, b.commands(t), 2, "no top-up while paused")
+	require.Equal(t, state.Pending, b.state(t, warm[1]))
+	require.Equal(t, 0.0, mode(state.ModeActive))
+	require.Equal(t, 1.0, mode(state.ModePaused))
+
+	// Resumed, a job takes one runner: it is busy.
+	_, err = b.store.SetGroupMode(ctx, "pool", state.ModeActive)
+	require.NoError(t, err)
+	q, err := b.store.Queued(ctx, b.group(), 9, b.now)
+	require.NoError(t, err)
+	require.Len(t, q.Reserved, 2, "warm[0]'s place (min_runners) and the job's")
+	_, err = b.store.InProgress(ctx, b.group(), state.JobUpdate{JobID: 9, RunnerName: q.Reserved[0]})
+	require.NoError(t, err)
+
+	// Draining, set without the API's deletes: the loop does them.
+	_, err = b.store.SetGroupMode(ctx, "pool", state.ModeDraining)
+	require.NoError(t, err)
+	before := len(b.commands(t))
+	require.NoError(t, b.loop.Once(ctx))
+	cmds := b.commands(t)[before:]
+	require.NotEmpty(t, cmds)
+	for _, c := range cmds {
+		require.NotNil(t, c.GetDelete(), "only deletes while draining: %v", c)
+		require.Equal(t, state.ReasonDrained, c.GetDelete().GetReason())
+		require.NotEqual(t, q.Reserved[0], c.GetDelete().GetName(), "the busy runner stays")
+	}
+	runners, err := b.store.Runners(ctx, "pool")
+	require.NoError(t, err)
+	for _, r := range runners {
+		if r.Name == q.Reserved[0] {
+			require.Equal(t, state.Busy, r.State)
+		} else {
+			require.Equal(t, state.Deleting, r.State, r.Name)
+		}
+	}
+	require.EqualValues(t, len(cmds), testutil.ToFloat64(b.m.Commands.WithLabelValues("delete", state.ReasonDrained)))
+	require.Equal(t, 1.0, mode(state.ModeDraining))
+	require.Equal(t, 0.0, mode(state.ModePaused))
+	require.NoError(t, b.loop.Once(ctx))
+	require.Len(t, b.commands(t), before+len(cmds), "the next pass emits nothing")
+
+	// The mode of a group no longer configured is forgotten at the next
+	// removed-groups pass (the first of a new loop: a restart).
+	_, err = b.store.SetGroupMode(ctx, "old", state.ModePaused)
+	require.NoError(t, err)
+	fresh := reconcile.New(b.cfg, b.store, b.gh, b.m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, fresh.Once(ctx))
+	require.Zero(t, b.rdb.Exists(ctx, b.keys.GroupMode("old")).Val())
+	m, err := b.store.GroupMode(ctx, "pool")
+	require.NoError(t, err)
+	require.Equal(t, state.ModeDraining, m, "a configured group keeps its mode")
 }

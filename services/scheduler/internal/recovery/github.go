@@ -3,6 +3,8 @@ package recovery
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/runner-manager/runner-manager/libs/config"
 	"github.com/runner-manager/runner-manager/libs/github"
@@ -44,22 +46,42 @@ func (o orgHook) Redeliver(ctx context.Context, id int64) error {
 }
 
 // ErrNoSource: the configuration gives the recovery no webhook to look at
-// (a token without github.webhook_hook_id and github.webhook_organization).
-var ErrNoSource = errors.New("recovery: no webhook to recover: use a GitHub App, or set github.webhook_hook_id and github.webhook_organization")
+// (a token without github.webhook_hooks).
+var ErrNoSource = errors.New("recovery: no webhook to recover: use a GitHub App, or list the organization webhooks in github.webhook_hooks")
 
-// SourceFromConfig picks the Source of a configuration: the App's webhook
-// when the manager authenticates as a GitHub App, else the organization
-// webhook github.webhook_hook_id of github.webhook_organization. It returns
-// ErrNoSource when there is neither.
-func SourceFromConfig(c *config.Config, client *github.Client) (Source, error) {
-	switch {
-	case c.Secrets.HasApp():
-		return AppHook(client), nil
-	case c.GitHub.WebhookHookID > 0 && c.GitHub.WebhookOrganization != "":
-		return OrgHook(client, c.GitHub.WebhookOrganization, c.GitHub.WebhookHookID), nil
-	default:
+// HooksFromConfig lists the webhooks of a configuration: the App's own
+// webhook when the manager authenticates as a GitHub App, and every
+// organization webhook of github.webhook_hooks (and of the pair
+// github.webhook_organization / github.webhook_hook_id), each read with the
+// token of its organization. It returns ErrNoSource when there is none.
+//
+// The App's hook, or without an App the pair's, is named "": it keeps the
+// checkpoint of a manager of one webhook.
+func HooksFromConfig(c *config.Config, client *github.Client) ([]Hook, error) {
+	var hooks []Hook
+	if c.Secrets.HasApp() {
+		hooks = append(hooks, Hook{Source: AppHook(client)})
+	}
+	for _, h := range c.GitHub.WebhookHooks {
+		hooks = append(hooks, Hook{Name: OrgHookName(h.Organization, h.HookID), Source: OrgHook(client, h.Organization, h.HookID)})
+	}
+	if org, id := c.GitHub.WebhookOrganization, c.GitHub.WebhookHookID; id > 0 && org != "" {
+		name := OrgHookName(org, id)
+		if !c.Secrets.HasApp() {
+			name = ""
+		}
+		hooks = append(hooks, Hook{Name: name, Source: OrgHook(client, org, id)})
+	}
+	if len(hooks) == 0 {
 		return nil, ErrNoSource
 	}
+	return hooks, nil
+}
+
+// OrgHookName is the name of an organization webhook in its checkpoint's
+// key: "org:<organization, lower-case>:<hook id>".
+func OrgHookName(org string, hookID int64) string {
+	return fmt.Sprintf("org:%s:%d", strings.ToLower(org), hookID)
 }
 
 func low(ctx context.Context) context.Context { return github.WithPriority(ctx, github.PriorityLow) }

@@ -80,14 +80,16 @@ func TestOrganizationHookThroughTheClient(t *testing.T) {
 	require.NoError(t, err)
 	cfg := &config.Config{}
 	cfg.Secrets.GitHubToken = token
-	_, err = recovery.SourceFromConfig(cfg, client)
+	_, err = recovery.HooksFromConfig(cfg, client)
 	require.ErrorIs(t, err, recovery.ErrNoSource, "a token without an organization webhook")
 	cfg.GitHub.WebhookHookID, cfg.GitHub.WebhookOrganization = 42, "acme"
-	src, err := recovery.SourceFromConfig(cfg, client)
+	hooks, err := recovery.HooksFromConfig(cfg, client)
 	require.NoError(t, err)
+	require.Len(t, hooks, 1)
+	require.Empty(t, hooks[0].Name, "the one organization webhook keeps the checkpoint of a manager of one webhook")
 
 	rec := recovery.New(recovery.Options{
-		Redis: redistest.Client(t), Keys: keys.New(redistest.NewName("recovery")), Source: src, PerPage: 2,
+		Redis: redistest.Client(t), Keys: keys.New(redistest.NewName("recovery")), Hooks: hooks, PerPage: 2,
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -96,4 +98,54 @@ func TestOrganizationHookThroughTheClient(t *testing.T) {
 	require.Equal(t, 3, rep.Pages)
 	require.Equal(t, []string{"g-b"}, rep.Redelivered, "g-a succeeded on its second attempt; the ping is not a job")
 	require.Equal(t, []string{"4"}, redelivered)
+}
+
+// TestSeveralOrganizationHooks: github.webhook_hooks lists a webhook per
+// organization; one pass reads each (with the client's token), redelivers
+// each one's failures through its own organization's route and keeps a
+// checkpoint per hook.
+func TestSeveralOrganizationHooks(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	var (
+		mu          sync.Mutex
+		redelivered []string
+	)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /orgs/{org}/hooks/{hook}/deliveries", func(w http.ResponseWriter, r *http.Request) {
+		org, hook := r.PathValue("org"), r.PathValue("hook")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode([]map[string]any{
+			{"id": 10, "guid": org + "-ok", "delivered_at": now.Format(time.RFC3339), "status_code": 200, "event": "workflow_job", "action": "queued"},
+			{"id": 9, "guid": org + "-" + hook + "-lost", "delivered_at": now.Add(-time.Minute).Format(time.RFC3339), "status_code": 503, "event": "workflow_job", "action": "queued"},
+		})
+	})
+	mux.HandleFunc("POST /orgs/{org}/hooks/{hook}/deliveries/{id}/attempts", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		redelivered = append(redelivered, r.PathValue("org")+"/"+r.PathValue("hook")+"/"+r.PathValue("id"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte("{}"))
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	client, err := github.New(github.Options{BaseURL: srv.URL, Token: "ghp_ORGHOOKSTESTTOKEN"})
+	require.NoError(t, err)
+	cfg := &config.Config{GitHub: config.GitHub{WebhookHooks: []config.WebhookHook{{Organization: "acme", HookID: 42}, {Organization: "Beta", HookID: 7}}}}
+	hooks, err := recovery.HooksFromConfig(cfg, client)
+	require.NoError(t, err)
+	require.Equal(t, []string{"org:acme:42", "org:beta:7"}, []string{hooks[0].Name, hooks[1].Name})
+
+	rdb, k := redistest.Client(t), keys.New(redistest.NewName("recovery"))
+	rec := recovery.New(recovery.Options{Redis: rdb, Keys: k, Hooks: hooks})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := rec.RunOnce(ctx)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"acme-42-lost", "Beta-7-lost"}, rep.Redelivered)
+	require.ElementsMatch(t, []string{"acme/42/9", "Beta/7/9"}, redelivered)
+	for _, h := range hooks {
+		require.Equal(t, int64(1), rdb.Exists(ctx, k.RecoveryCheckpoint(h.Name)).Val(), "checkpoint of %s", h.Name)
+	}
+	require.Zero(t, rdb.Exists(ctx, k.RecoveryCheckpoint("")).Val(), "no hook named \"\"")
 }

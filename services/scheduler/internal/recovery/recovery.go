@@ -107,11 +107,24 @@ type Source interface {
 	Redeliver(ctx context.Context, id int64) error
 }
 
-// Options configure a Recovery. Redis, Keys and Source are required.
-type Options struct {
-	Redis  redis.UniversalClient
-	Keys   keys.Keys
+// Hook is one webhook a pass looks at. Name tells the hooks apart in their
+// checkpoints: "" is the App's webhook (or the only one), an organization
+// webhook is "org:<organization>:<hook id>".
+type Hook struct {
+	Name   string
 	Source Source
+}
+
+// Options configure a Recovery. Redis, Keys and Source or Hooks are
+// required.
+type Options struct {
+	Redis redis.UniversalClient
+	Keys  keys.Keys
+	// Source is the one webhook of the pass; Hooks lists several (a pass
+	// looks at each in turn, each with its checkpoint; MaxPerPass bounds
+	// their redeliveries together).
+	Source Source
+	Hooks  []Hook
 	// MaxAge, MaxPerPass, MaxAttempts, InFlightTimeout, PerPage and
 	// CallTimeout default to the Default constants.
 	MaxAge          time.Duration
@@ -174,11 +187,14 @@ type Recovery struct {
 	metrics *metrics
 }
 
-// New returns a Recovery; it panics if Redis or Source is nil (a
-// programming error).
+// New returns a Recovery; it panics if Redis is nil or there is no webhook
+// (a programming error).
 func New(opts Options) *Recovery {
-	if opts.Redis == nil || opts.Source == nil {
-		panic("recovery.New: Redis and Source are required")
+	if opts.Source != nil {
+		opts.Hooks = append([]Hook{{Source: opts.Source}}, opts.Hooks...)
+	}
+	if opts.Redis == nil || len(opts.Hooks) == 0 {
+		panic("recovery.New: Redis and Source (or Hooks) are required")
 	}
 	opts.MaxAge = cmp.Or(opts.MaxAge, DefaultMaxAge)
 	opts.MaxPerPass = cmp.Or(opts.MaxPerPass, DefaultMaxPerPass)
@@ -197,13 +213,6 @@ func New(opts Options) *Recovery {
 	}
 	return &Recovery{opts: opts, log: log.With("task", LeaseTask), now: now, metrics: newMetrics(opts.Registerer)}
 }
-
-// CheckpointKey is the Redis key of the checkpoint: {P}:recovery:checkpoint.
-func CheckpointKey(k keys.Keys) string { return k.Prefix() + ":recovery:checkpoint" }
-
-// GUIDKey is the Redis key of the redeliveries of one GUID:
-// {P}:recovery:guid:<guid>.
-func GUIDKey(k keys.Keys, guid string) string { return k.Prefix() + ":recovery:guid:" + guid }
 
 // Run runs a pass at once and then every interval, under the lease
 // keys.Lease(LeaseTask) so that one replica at a time does, until ctx is
@@ -241,29 +250,94 @@ type guidState struct {
 	newFailed int      // failed attempts not counted by an earlier pass
 }
 
-// RunOnce runs one pass: list, group, redeliver, checkpoint.
+// RunOnce runs one pass over every hook: list, group, redeliver,
+// checkpoint. The report sums the hooks'; its Checkpoint is the first
+// hook's. A hook that fails does not stop the others: the errors are joined.
 func (r *Recovery) RunOnce(ctx context.Context) (Report, error) {
 	start := time.Now()
 	defer func() { r.metrics.duration.Observe(time.Since(start).Seconds()) }()
+	var (
+		total Report
+		errs  []error
+	)
+	for i, h := range r.opts.Hooks {
+		rep, err := r.passHook(ctx, h, r.opts.MaxPerPass-len(total.Redelivered))
+		if err != nil {
+			if len(r.opts.Hooks) > 1 && h.Name != "" {
+				err = fmt.Errorf("%s: %w", h.Name, err)
+			}
+			errs = append(errs, err)
+		}
+		total.Pages += rep.Pages
+		total.Deliveries += rep.Deliveries
+		total.Failed += rep.Failed
+		total.Redelivered = append(total.Redelivered, rep.Redelivered...)
+		total.InFlight += rep.InFlight
+		total.Deferred += rep.Deferred
+		total.GivenUp += rep.GivenUp
+		total.Errors += rep.Errors
+		if i == 0 {
+			total.Checkpoint = rep.Checkpoint
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// passHook runs the pass of one hook, asking for at most maxRedeliveries.
+func (r *Recovery) passHook(ctx context.Context, hook Hook, maxRedeliveries int) (Report, error) {
 	var rep Report
 	now := r.now()
-	horizon := now.Add(-r.opts.MaxAge)
-
-	cp, err := r.loadCheckpoint(ctx)
+	cp, err := r.loadCheckpoint(ctx, hook.Name)
 	if err != nil {
 		return rep, err
 	}
+	byGUID, newest, err := r.listDeliveries(ctx, hook, cp, now.Add(-r.opts.MaxAge), &rep)
+	if err != nil {
+		return rep, err
+	}
+	failed := r.unsettled(byGUID)
+	rep.Failed = len(failed)
 
-	// List back to the checkpoint or the horizon.
+	// resume is the checkpoint ID: below the oldest attempt of every GUID
+	// still unsettled.
+	resume := newest
+	for _, g := range failed {
+		if ctx.Err() != nil {
+			return rep, fmt.Errorf("recovery: %w", context.Cause(ctx))
+		}
+		hold, err := r.settle(ctx, hook, g, now, maxRedeliveries, &rep)
+		if err != nil {
+			return rep, err
+		}
+		if hold {
+			resume = min(resume, g.oldest.ID-1)
+		}
+	}
+
+	rep.Checkpoint = Checkpoint{ID: max(resume, cp.ID), Newest: newest, At: now}
+	if err := r.saveCheckpoint(ctx, hook.Name, rep.Checkpoint); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// listDeliveries lists the hook's deliveries back to the checkpoint cp or the
+// horizon, newest first, and gathers the workflow_job ones by GUID. It
+// returns them and the newest delivery id seen (at least cp.Newest); rep
+// counts the pages and deliveries.
+func (r *Recovery) listDeliveries(ctx context.Context, hook Hook, cp Checkpoint, horizon time.Time, rep *Report) (map[string]*guidState, int64, error) {
 	byGUID := map[string]*guidState{}
 	newest := cp.Newest
 	cursor := ""
 	for done := false; !done; {
 		cctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
-		page, next, err := r.opts.Source.ListDeliveries(cctx, cursor, r.opts.PerPage)
+		page, next, err := hook.Source.ListDeliveries(cctx, cursor, r.opts.PerPage)
 		cancel()
 		if err != nil {
-			return rep, fmt.Errorf("recovery: list webhook deliveries (page %d): %w", rep.Pages+1, err)
+			return nil, 0, fmt.Errorf("recovery: list webhook deliveries (page %d): %w", rep.Pages+1, err)
 		}
 		rep.Pages++
 		for _, d := range page {
@@ -298,9 +372,13 @@ func (r *Recovery) RunOnce(ctx context.Context) (Report, error) {
 		}
 		cursor = next
 	}
+	return byGUID, newest, nil
+}
 
-	// The GUIDs that no attempt delivered: "queued" first (a job waits for
-	// a runner), then the others; oldest first.
+// unsettled returns the GUIDs that no attempt delivered: "queued" first (a
+// job waits for a runner), then the others; oldest first. It counts the
+// failed attempts new since the last pass.
+func (r *Recovery) unsettled(byGUID map[string]*guidState) []*guidState {
 	var failed []*guidState
 	for _, g := range byGUID {
 		r.metrics.failed.Add(float64(g.newFailed))
@@ -318,78 +396,71 @@ func (r *Recovery) RunOnce(ctx context.Context) (Report, error) {
 		}
 		return cmp.Compare(a.oldest.ID, b.oldest.ID)
 	})
-	rep.Failed = len(failed)
+	return failed
+}
 
-	// resume is the checkpoint ID: below the oldest attempt of every GUID
-	// still unsettled.
-	resume := newest
-	hold := func(g *guidState) { resume = min(resume, g.oldest.ID-1) }
-	for _, g := range failed {
+// settle decides what to do with one undelivered GUID: wait for the
+// redelivery in flight, give up after MaxAttempts, defer past
+// maxRedeliveries in this pass, or ask for a redelivery. It returns whether
+// the checkpoint must stay below the GUID (it is not settled yet); rep
+// counts the outcome. A failed redelivery request is counted, logged and not
+// an error (unless ctx is done).
+func (r *Recovery) settle(ctx context.Context, hook Hook, g *guidState, now time.Time, maxRedeliveries int, rep *Report) (bool, error) {
+	st, err := r.loadGUID(ctx, g.guid)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case st.attempts > 0 && g.newest.ID <= st.lastID && now.Sub(st.requestedAt) < r.opts.InFlightTimeout:
+		rep.InFlight++
+		return true, nil
+	case st.attempts >= r.opts.MaxAttempts:
+		rep.GivenUp++
+		if g.newest.ID > st.lastID {
+			r.log.Warn("webhook delivery given up after its redeliveries failed", "delivery", g.guid,
+				"attempts", st.attempts, "action", g.newest.Action, "status_code", g.newest.StatusCode)
+			// Remember the last attempt seen, so it is logged once.
+			if err := r.saveGUID(ctx, g.guid, st.attempts, g.newest.ID, st.requestedAt); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	case len(rep.Redelivered) >= maxRedeliveries:
+		rep.Deferred++
+		return true, nil
+	}
+	// Count the attempt before asking: a crash in between costs one
+	// attempt, never an unbounded number.
+	if err := r.saveGUID(ctx, g.guid, st.attempts+1, g.newest.ID, now); err != nil {
+		return true, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+	err = hook.Source.Redeliver(cctx, g.newest.ID)
+	cancel()
+	if err != nil {
 		if ctx.Err() != nil {
-			return rep, fmt.Errorf("recovery: %w", context.Cause(ctx))
+			return true, fmt.Errorf("recovery: redeliver %s: %w", g.guid, err)
 		}
-		st, err := r.loadGUID(ctx, g.guid)
-		if err != nil {
-			return rep, err
-		}
-		switch {
-		case st.attempts > 0 && g.newest.ID <= st.lastID && now.Sub(st.requestedAt) < r.opts.InFlightTimeout:
-			rep.InFlight++
-			hold(g)
-		case st.attempts >= r.opts.MaxAttempts:
-			rep.GivenUp++
-			if g.newest.ID > st.lastID {
-				r.log.Warn("webhook delivery given up after its redeliveries failed", "delivery", g.guid,
-					"attempts", st.attempts, "action", g.newest.Action, "status_code", g.newest.StatusCode)
-				// Remember the last attempt seen, so it is logged once.
-				if err := r.saveGUID(ctx, g.guid, st.attempts, g.newest.ID, st.requestedAt); err != nil {
-					return rep, err
-				}
-			}
-		case len(rep.Redelivered) >= r.opts.MaxPerPass:
-			rep.Deferred++
-			hold(g)
-		default:
-			hold(g)
-			// Count the attempt before asking: a crash in between costs one
-			// attempt, never an unbounded number.
-			if err := r.saveGUID(ctx, g.guid, st.attempts+1, g.newest.ID, now); err != nil {
-				return rep, err
-			}
-			cctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
-			err := r.opts.Source.Redeliver(cctx, g.newest.ID)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return rep, fmt.Errorf("recovery: redeliver %s: %w", g.guid, err)
-				}
-				rep.Errors++
-				r.metrics.errors.Inc()
-				r.log.Warn("asking for a webhook redelivery failed", "delivery", g.guid, "delivery_id", g.newest.ID, "error", err)
-				continue
-			}
-			rep.Redelivered = append(rep.Redelivered, g.guid)
-			r.metrics.redeliveries.Inc()
-			r.log.Info("webhook redelivery requested", "delivery", g.guid, "delivery_id", g.newest.ID,
-				"action", g.newest.Action, "attempt", st.attempts+1, "status_code", g.newest.StatusCode)
-		}
+		rep.Errors++
+		r.metrics.errors.Inc()
+		r.log.Warn("asking for a webhook redelivery failed", "delivery", g.guid, "delivery_id", g.newest.ID, "error", err)
+		return true, nil
 	}
-
-	rep.Checkpoint = Checkpoint{ID: max(resume, cp.ID), Newest: newest, At: now}
-	if err := r.saveCheckpoint(ctx, rep.Checkpoint); err != nil {
-		return rep, err
-	}
-	return rep, nil
+	rep.Redelivered = append(rep.Redelivered, g.guid)
+	r.metrics.redeliveries.Inc()
+	r.log.Info("webhook redelivery requested", "delivery", g.guid, "delivery_id", g.newest.ID,
+		"action", g.newest.Action, "attempt", st.attempts+1, "status_code", g.newest.StatusCode)
+	return true, nil
 }
 
-// LoadCheckpoint returns the stored checkpoint (the zero Checkpoint when
-// there is none).
+// LoadCheckpoint returns the stored checkpoint of the first hook (the zero
+// Checkpoint when there is none).
 func (r *Recovery) LoadCheckpoint(ctx context.Context) (Checkpoint, error) {
-	return r.loadCheckpoint(ctx)
+	return r.loadCheckpoint(ctx, r.opts.Hooks[0].Name)
 }
 
-func (r *Recovery) loadCheckpoint(ctx context.Context) (Checkpoint, error) {
-	key := CheckpointKey(r.opts.Keys)
+func (r *Recovery) loadCheckpoint(ctx context.Context, hook string) (Checkpoint, error) {
+	key := r.opts.Keys.RecoveryCheckpoint(hook)
 	h, err := r.opts.Redis.HGetAll(ctx, key).Result()
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("recovery: read checkpoint %s: %w", key, err)
@@ -403,8 +474,8 @@ func (r *Recovery) loadCheckpoint(ctx context.Context) (Checkpoint, error) {
 	return cp, nil
 }
 
-func (r *Recovery) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
-	key := CheckpointKey(r.opts.Keys)
+func (r *Recovery) saveCheckpoint(ctx context.Context, hook string, cp Checkpoint) error {
+	key := r.opts.Keys.RecoveryCheckpoint(hook)
 	err := r.opts.Redis.HSet(ctx, key, "id", cp.ID, "newest", cp.Newest, "at", cp.At.UnixMilli()).Err()
 	if err != nil {
 		return fmt.Errorf("recovery: write checkpoint %s: %w", key, err)
@@ -420,7 +491,7 @@ type guidRecord struct {
 }
 
 func (r *Recovery) loadGUID(ctx context.Context, guid string) (guidRecord, error) {
-	h, err := r.opts.Redis.HGetAll(ctx, GUIDKey(r.opts.Keys, guid)).Result()
+	h, err := r.opts.Redis.HGetAll(ctx, r.opts.Keys.RecoveryGUID(guid)).Result()
 	if err != nil {
 		return guidRecord{}, fmt.Errorf("recovery: read redeliveries of %s: %w", guid, err)
 	}
@@ -435,7 +506,7 @@ func (r *Recovery) loadGUID(ctx context.Context, guid string) (guidRecord, error
 }
 
 func (r *Recovery) saveGUID(ctx context.Context, guid string, attempts int, lastID int64, at time.Time) error {
-	key := GUIDKey(r.opts.Keys, guid)
+	key := r.opts.Keys.RecoveryGUID(guid)
 	pipe := r.opts.Redis.TxPipeline()
 	pipe.HSet(ctx, key, "attempts", attempts, "last_id", lastID, "requested_at", at.UnixMilli())
 	pipe.Expire(ctx, key, r.opts.MaxAge)

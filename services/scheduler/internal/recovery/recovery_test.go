@@ -334,7 +334,7 @@ func TestCheckpointPersistedInRedis(t *testing.T) {
 
 	_, err := r.RunOnce(ctx(t))
 	require.NoError(t, err)
-	h, err := b.rdb.HGetAll(ctx(t), b.keys.Prefix()+":recovery:checkpoint").Result()
+	h, err := b.rdb.HGetAll(ctx(t), b.keys.RecoveryCheckpoint("")).Result()
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{
 		"id": strconv.FormatInt(last, 10), "newest": strconv.FormatInt(last, 10),

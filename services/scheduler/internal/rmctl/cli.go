@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kelseyhightower/envconfig"
+
 	"github.com/runner-manager/runner-manager/libs/config"
 )
 
@@ -42,11 +44,14 @@ const (
 // `kubectl port-forward`).
 const DefaultURL = "http://127.0.0.1:8081"
 
-// Environment variables read by rmctl.
-const (
-	EnvURL   = "RM_API_URL"
-	EnvToken = "RM_API_TOKEN"
-)
+// Env is rmctl's environment, read with envconfig by Main (docs/configuration.md
+// lists it; a test compares the two). The flags --url and --token win.
+type Env struct {
+	// URL of the scheduler's admin API; empty: DefaultURL.
+	URL string `envconfig:"RM_API_URL"`
+	// Token is the admin API's bearer token.
+	Token string `envconfig:"RM_API_TOKEN"`
+}
 
 const usage = `rmctl: operate a runner-manager through the scheduler's admin API.
 
@@ -54,12 +59,17 @@ Usage:
   rmctl [flags] <command> [arguments]
 
 Commands:
-  groups                         runner groups: limits, runners per state, demand
+  groups                         runner groups: mode, limits, runners per state, demand
+  group pause NAME               no new runners for the group (queued jobs wait); idle runners kept
+  group drain NAME [-y]          no new runners, idle runners deleted, busy ones when their job ends
+                                 (asks for confirmation on a terminal; -y skips it)
+  group resume NAME              back to normal: waiting jobs get runners
   runners [--group G] [--state S]  runners (states: pending, started, idle, busy, deleting)
   runner get NAME                one runner's record
   runner delete NAME [--force]   delete a runner (--force: even a busy one, killing its job)
   dlq list [--count N]           dead letters, newest first
   dlq retry ID                   put a dead letter back on its stream
+  usage [--since 24h]            where the runner time went: per group, repository and workflow
   config check FILE              validate a configuration file (with the RM_ environment)
 
 Flags (anywhere on the line):
@@ -74,18 +84,36 @@ Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 not found, 4 authenticati
 // CLI is one invocation's environment.
 type CLI struct {
 	Stdout, Stderr io.Writer
-	// Getenv reads the environment (os.Getenv).
-	Getenv func(string) string
+	// Stdin answers confirmations (os.Stdin).
+	Stdin io.Reader
+	// StdinIsTerminal tells whether Stdin is a terminal: a confirmation is
+	// asked only there (nil: not a terminal).
+	StdinIsTerminal func() bool
+	// Env is the environment (Main reads the process's).
+	Env Env
 	// Now is the time ages are computed from (time.Now).
 	Now func() time.Time
 	// HTTP client of the API; nil: the default with --timeout.
 	HTTP *http.Client
 }
 
+// ReadEnv reads the process's environment into Env.
+func ReadEnv() (Env, error) {
+	var e Env
+	err := envconfig.Process("", &e)
+	return e, err
+}
+
 // Main runs rmctl with the process's arguments and environment and returns
 // the exit code.
 func Main(args []string) int {
-	c := &CLI{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Now: time.Now}
+	c := &CLI{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, StdinIsTerminal: stdinIsTerminal, Now: time.Now}
+	env, err := ReadEnv()
+	if err != nil {
+		fmt.Fprintln(c.Stderr, "rmctl: environment:", err)
+		return ExitUsage
+	}
+	c.Env = env
 	return c.Run(context.Background(), args)
 }
 
@@ -113,8 +141,8 @@ var errConfigInvalid = errors.New("configuration invalid")
 // Run runs one command line and returns its exit code.
 func (c *CLI) Run(ctx context.Context, args []string) int {
 	var o options
-	o.url = cmp.Or(c.Getenv(EnvURL), DefaultURL)
-	o.token = c.Getenv(EnvToken)
+	o.url = cmp.Or(c.Env.URL, DefaultURL)
+	o.token = c.Env.Token
 	o.output = "table"
 	o.timeout = 30 * time.Second
 	err := c.dispatch(ctx, &o, args)
@@ -144,6 +172,15 @@ func (c *CLI) dispatch(ctx context.Context, o *options, args []string) error {
 		return nil
 	case "groups":
 		return c.groups(ctx, o, rest)
+	case "group":
+		if len(rest) == 0 {
+			return usagef("group: want pause NAME, drain NAME or resume NAME")
+		}
+		switch rest[0] {
+		case "pause", "drain", "resume":
+			return c.groupMode(ctx, o, rest[0], rest[1:])
+		}
+		return usagef("group %s: unknown subcommand (want pause, drain or resume)", rest[0])
 	case "runners":
 		return c.runners(ctx, o, rest)
 	case "runner":
@@ -168,6 +205,8 @@ func (c *CLI) dispatch(ctx context.Context, o *options, args []string) error {
 			return c.dlqRetry(ctx, o, rest[1:])
 		}
 		return usagef("dlq %s: unknown subcommand (want list or retry)", rest[0])
+	case "usage":
+		return c.usageReport(ctx, o, rest)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			return usagef("config: want check FILE")
@@ -250,12 +289,12 @@ func (c *CLI) report(o *options, err error) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(c.Stderr, "rmctl: %s\nRun 'rmctl help' for usage.\n", ue.msg)
 		return ExitUsage
-	case errors.Is(err, errConfigInvalid):
+	case errors.Is(err, errConfigInvalid), errors.Is(err, errNotConfirmed):
 		return ExitFailed
 	case errors.As(err, &ae):
 		switch {
 		case ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden:
-			fmt.Fprintf(c.Stderr, "rmctl: %d: %s is missing or wrong: set it (or --token) to the scheduler's API token\n", ae.Status, EnvToken)
+			fmt.Fprintf(c.Stderr, "rmctl: %d: RM_API_TOKEN is missing or wrong: set it (or --token) to the scheduler's API token\n", ae.Status)
 			return ExitAuth
 		case ae.Status == http.StatusNotFound:
 			fmt.Fprintf(c.Stderr, "rmctl: not found: %s\n", cmp.Or(ae.Message, "no such resource"))
@@ -278,12 +317,19 @@ func (c *CLI) report(o *options, err error) int {
 			return ExitFailed
 		}
 		fmt.Fprintf(c.Stderr, "rmctl: cannot reach the admin API at %s: %v\n"+
-			"Set %s (or --url) to the scheduler's address, e.g. %s after `kubectl port-forward svc/<release>-scheduler 8081`.\n",
-			o.url, ne.Err, EnvURL, DefaultURL)
+			"Set RM_API_URL (or --url) to the scheduler's address, e.g. %s after `kubectl port-forward svc/<release>-scheduler 8081`.\n",
+			o.url, ne.Err, DefaultURL)
 		return ExitFailed
 	}
 	fmt.Fprintf(c.Stderr, "rmctl: %v\n", err)
 	return ExitFailed
+}
+
+// stdinIsTerminal tells whether the process's standard input is a terminal
+// (a character device).
+func stdinIsTerminal() bool {
+	fi, err := os.Stdin.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // printJSON writes v as indented JSON.

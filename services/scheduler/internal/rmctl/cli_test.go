@@ -44,10 +44,30 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"groups": []map[string]any{
 			{"name": "small", "organization": "acme", "backend": "docker", "min_runners": 1, "max_runners": 10,
 				"total": 6, "free": 2, "demand": 3, "runners": map[string]int{"pending": 1, "idle": 1, "busy": 4},
-				"backoff_seconds": 0},
+				"backoff_seconds": 0, "mode": "active"},
 			{"name": "gpu", "organization": "acme", "repository": "ml", "backend": "gcp", "min_runners": 0, "max_runners": 2,
-				"total": 0, "free": 0, "demand": 5, "runners": map[string]int{}, "backoff_seconds": 42.5},
+				"total": 0, "free": 0, "demand": 5, "runners": map[string]int{}, "backoff_seconds": 42.5, "mode": "draining"},
 		}})
+	})
+	mux.HandleFunc("POST /api/v1/groups/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		name, action := r.PathValue("name"), r.PathValue("action")
+		if name != "small" && name != "gpu" {
+			apiError(w, 404, "not_found", `no runner group "`+name+`" in the configuration`)
+			return
+		}
+		out := map[string]any{"group": name, "previous_mode": "active", "deleting": []string{}, "reserved": []string{}}
+		switch action {
+		case "pause":
+			out["mode"] = "paused"
+		case "drain":
+			out["mode"], out["deleting"] = "draining", []string{"rm-small-b2", "rm-small-d4"}
+		case "resume":
+			out["mode"], out["previous_mode"], out["reserved"] = "active", "paused", []string{"rm-small-e5"}
+		default:
+			apiError(w, 404, "not_found", "no such route")
+			return
+		}
+		writeJSON(w, 200, out)
 	})
 	mux.HandleFunc("GET /api/v1/runners", func(w http.ResponseWriter, r *http.Request) {
 		if s := r.URL.Query().Get("state"); s == "bogus" {
@@ -94,17 +114,40 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			apiError(w, 404, "not_found", "no dead letter "+id)
 		}
 	})
+	mux.HandleFunc("GET /api/v1/usage", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("since") == "72h0m0s" {
+			apiError(w, 400, "bad_request", "since must be a duration between 1s and 25h0m0s, e.g. 24h")
+			return
+		}
+		writeJSON(w, 200, map[string]any{
+			"from": now.Add(-24*time.Hour - 5*time.Minute), "to": now, "bucket_seconds": 300, "top_repositories": 20,
+			"rows": []map[string]any{
+				{"group": "small", "repository": "acme/app", "workflow": "CI", "jobs": 120, "busy_seconds": 36000.4,
+					"idle_seconds": 1800, "runners": 120, "boots": 120, "boot_p50_seconds": 14.2, "boot_p95_seconds": 27,
+					"waits": 118, "wait_p50_seconds": 21.5, "wait_p95_seconds": 58},
+				{"group": "small", "repository": "", "workflow": "", "jobs": 0, "busy_seconds": 0,
+					"idle_seconds": 7200, "runners": 4, "boots": 4, "boot_p50_seconds": 15, "boot_p95_seconds": 19},
+				{"group": "small", "repository": "other", "workflow": "other", "jobs": 3, "busy_seconds": 42.25,
+					"idle_seconds": 31, "runners": 3, "boots": 0, "waits": 3, "wait_p50_seconds": 3, "wait_p95_seconds": 4.75},
+			},
+		})
+	})
 	mux.HandleFunc("/api/v1/boom", func(w http.ResponseWriter, r *http.Request) {})
 	mux.ServeHTTP(w, r)
 }
 
 func runnerJSON(name, state string, job int64) map[string]any {
-	return map[string]any{
+	r := map[string]any{
 		"name": name, "group": "small", "backend": "docker", "state": state, "job_id": job, "for_job": 4242,
 		"instance_id": "c0ffee" + name[len(name)-2:], "github_runner_id": 77, "attempt": 1,
 		"organization": "acme", "location": map[string]string{"host": ""},
 		"created_at": now.Add(-3 * time.Hour), "updated_at": now.Add(-5 * time.Minute), "state_since": now.Add(-5 * time.Minute),
 	}
+	if job != 0 { // the job's metadata, from its in_progress event
+		r["job_run_id"], r["job_repository"] = 9090, "acme/app"
+		r["job_workflow"] = "CI / build and test on\nevery supported platform"
+	}
+	return r
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -128,7 +171,7 @@ func run(t *testing.T, env map[string]string, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	c := &CLI{
 		Stdout: &stdout, Stderr: &stderr, Now: func() time.Time { return now },
-		Getenv: func(k string) string { return env[k] },
+		Env: Env{URL: env[EnvURL], Token: env[EnvToken]},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -189,7 +232,7 @@ func TestJSONOutput(t *testing.T) {
 	require.Len(t, gs, 2)
 	require.Equal(t, Group{
 		Name: "small", Organization: "acme", Backend: "docker", MinRunners: 1, MaxRunners: 10,
-		Total: 6, Free: 2, Demand: 3, Runners: map[string]int64{"pending": 1, "idle": 1, "busy": 4},
+		Total: 6, Free: 2, Demand: 3, Runners: map[string]int64{"pending": 1, "idle": 1, "busy": 4}, Mode: "active",
 	}, gs[0])
 	require.Equal(t, 42.5, gs[1].BackoffSeconds)
 

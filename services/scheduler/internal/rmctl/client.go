@@ -25,6 +25,19 @@ type Group struct {
 	Demand         int64            `json:"demand"`
 	Runners        map[string]int64 `json:"runners"`
 	BackoffSeconds float64          `json:"backoff_seconds"`
+	// Mode is the operator's mode of the group: active, paused or draining.
+	Mode string `json:"mode"`
+}
+
+// ModeChange is the answer of POST /api/v1/groups/{name}/pause, drain and resume.
+type ModeChange struct {
+	Group        string `json:"group"`
+	Mode         string `json:"mode"`
+	PreviousMode string `json:"previous_mode"`
+	// Deleting are the runners a drain moved to deleting.
+	Deleting []string `json:"deleting"`
+	// Reserved are the runners a resume reserved for the waiting demand.
+	Reserved []string `json:"reserved"`
 }
 
 // Runner is one runner's record as the API shows it.
@@ -38,6 +51,11 @@ type Runner struct {
 	InstanceID     string `json:"instance_id,omitempty"`
 	GitHubRunnerID int64  `json:"github_runner_id,omitempty"`
 	Attempt        int    `json:"attempt"`
+	// The job the runner runs: its run, repository (owner/name) and
+	// workflow, from its in_progress event.
+	JobRunID      int64  `json:"job_run_id,omitempty"`
+	JobRepository string `json:"job_repository,omitempty"`
+	JobWorkflow   string `json:"job_workflow,omitempty"`
 	// Where the runner is registered and runs, kept from its creation.
 	Organization string            `json:"organization,omitempty"`
 	Repository   string            `json:"repository,omitempty"`
@@ -107,6 +125,13 @@ func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 		Groups []Group `json:"groups"`
 	}
 	return out.Groups, c.do(ctx, http.MethodGet, "/api/v1/groups", nil, &out)
+}
+
+// SetGroupMode pauses, drains or resumes a group (action "pause", "drain",
+// "resume").
+func (c *Client) SetGroupMode(ctx context.Context, name, action string) (ModeChange, error) {
+	var out ModeChange
+	return out, c.do(ctx, http.MethodPost, "/api/v1/groups/"+url.PathEscape(name)+"/"+url.PathEscape(action), nil, &out)
 }
 
 // Runners lists the runners, of one group and one state when they are not "".

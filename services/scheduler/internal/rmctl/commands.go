@@ -1,11 +1,14 @@
 package rmctl
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,7 +55,7 @@ func (c *CLI) groups(ctx context.Context, o *options, args []string) error {
 		return nil
 	}
 	tw := newTable(c.Stdout)
-	header := []any{"GROUP", "ORGANIZATION", "BACKEND", "MIN", "MAX", "TOTAL", "FREE", "DEMAND"}
+	header := []any{"GROUP", "MODE", "ORGANIZATION", "BACKEND", "MIN", "MAX", "TOTAL", "FREE", "DEMAND"}
 	for _, s := range States {
 		header = append(header, strings.ToUpper(s))
 	}
@@ -62,7 +65,7 @@ func (c *CLI) groups(ctx context.Context, o *options, args []string) error {
 		if g.Repository != "" {
 			org += "/" + g.Repository
 		}
-		cells := []any{g.Name, dash(org), dash(g.Backend), g.MinRunners, g.MaxRunners, g.Total, g.Free, g.Demand}
+		cells := []any{g.Name, dash(g.Mode), dash(org), dash(g.Backend), g.MinRunners, g.MaxRunners, g.Total, g.Free, g.Demand}
 		for _, s := range States {
 			cells = append(cells, g.Runners[s])
 		}
@@ -109,13 +112,14 @@ func (c *CLI) runners(ctx context.Context, o *options, args []string) error {
 	}
 	now := c.now()
 	tw := newTable(c.Stdout)
-	row(tw, "NAME", "GROUP", "BACKEND", "STATE", "IN STATE", "JOB", "AGE", "INSTANCE")
+	row(tw, "NAME", "GROUP", "BACKEND", "STATE", "IN STATE", "JOB", "REPOSITORY", "WORKFLOW", "AGE", "INSTANCE")
 	for _, r := range rs {
 		st := r.State
 		if r.DeleteFailures > 0 {
 			st = fmt.Sprintf("%s (%d failed deletes)", st, r.DeleteFailures)
 		}
-		row(tw, r.Name, r.Group, dash(r.Backend), st, ageAt(now, r.StateSince), id(r.JobID), ageAt(now, r.CreatedAt), dash(r.InstanceID))
+		row(tw, r.Name, r.Group, dash(r.Backend), st, ageAt(now, r.StateSince), id(r.JobID), dash(r.JobRepository),
+			dash(cell(r.JobWorkflow, maxWorkflowCell)), ageAt(now, r.CreatedAt), dash(r.InstanceID))
 	}
 	return tw.Flush()
 }
@@ -149,6 +153,11 @@ func (c *CLI) runnerGet(ctx context.Context, o *options, args []string) error {
 	row(tw, "Backend:", dash(r.Backend))
 	row(tw, "State:", fmt.Sprintf("%s for %s (since %s)", r.State, ageAt(now, r.StateSince), stamp(r.StateSince)))
 	row(tw, "Job:", id(r.JobID))
+	if r.JobID != 0 {
+		row(tw, "Job run:", id(r.JobRunID))
+		row(tw, "Job repository:", dash(r.JobRepository))
+		row(tw, "Job workflow:", dash(cell(r.JobWorkflow, 1024)))
+	}
 	row(tw, "Created for job:", id(r.ForJob))
 	row(tw, "Instance:", dash(r.InstanceID))
 	row(tw, "Location:", dash(location(r.Location)))
@@ -277,6 +286,19 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
+// maxWorkflowCell bounds the workflow column of rmctl runners (a workflow
+// name may be long; rmctl runner get shows it whole).
+const maxWorkflowCell = 40
+
+// cell cuts s to n runes, marking the cut, and makes it one line.
+func cell(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -341,4 +363,81 @@ func location(loc map[string]string) string {
 		parts = append(parts, k+"="+v)
 	}
 	return strings.Join(parts, " ")
+}
+
+// errNotConfirmed: the operator answered no to a confirmation (nothing done).
+var errNotConfirmed = errors.New("not confirmed")
+
+// groupMode pauses, drains or resumes a group. A drain deletes the group's
+// idle runners, so it asks first on a terminal (-y skips it) and refuses
+// without -y when nobody can answer.
+func (c *CLI) groupMode(ctx context.Context, o *options, action string, args []string) error {
+	var yes bool
+	cmd := "group " + action
+	_, pos, err := parse(cmd, args, o, func(fs *flag.FlagSet) {
+		fs.BoolVar(&yes, "y", false, "")
+		fs.BoolVar(&yes, "yes", false, "")
+	})
+	if err != nil {
+		return err
+	}
+	name, err := oneArg(cmd, "NAME", pos)
+	if err != nil {
+		return err
+	}
+	cl, err := c.client(o)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx, o)
+	defer cancel()
+	if action == "drain" && !yes {
+		if err := c.confirmDrain(ctx, cl, name); err != nil {
+			return err
+		}
+	}
+	m, err := cl.SetGroupMode(ctx, name, action)
+	if err != nil {
+		return err
+	}
+	if o.output == "json" {
+		m.Deleting, m.Reserved = nonNil(m.Deleting), nonNil(m.Reserved)
+		return c.printJSON(m)
+	}
+	fmt.Fprintf(c.Stdout, "group %s: %s (was %s)", m.Group, m.Mode, m.PreviousMode)
+	switch action {
+	case "drain":
+		fmt.Fprintf(c.Stdout, "; %d idle %s deleting, busy ones go when their job completes", len(m.Deleting), plural(len(m.Deleting), "runner", "runners"))
+	case "resume":
+		fmt.Fprintf(c.Stdout, "; %d %s reserved for waiting jobs", len(m.Reserved), plural(len(m.Reserved), "runner", "runners"))
+	case "pause":
+		fmt.Fprint(c.Stdout, "; queued jobs wait, idle runners are kept")
+	}
+	fmt.Fprintln(c.Stdout)
+	return nil
+}
+
+// confirmDrain asks "drain group X: N idle runners will be deleted [y/N]"
+// on a terminal, N from GET /api/v1/groups (the group's pending, started
+// and idle runners). Without a terminal it refuses: -y says yes.
+func (c *CLI) confirmDrain(ctx context.Context, cl *Client, name string) error {
+	if c.Stdin == nil || c.StdinIsTerminal == nil || !c.StdinIsTerminal() {
+		return usagef("group drain %s: deletes the group's idle runners; confirm with -y (standard input is not a terminal)", name)
+	}
+	gs, err := cl.Groups(ctx)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(gs, func(g Group) bool { return g.Name == name })
+	if i < 0 {
+		return &APIError{Status: http.StatusNotFound, Code: "not_found", Message: "no runner group " + strconv.Quote(name) + " in the configuration"}
+	}
+	fmt.Fprintf(c.Stderr, "drain group %s: %d idle %s will be deleted [y/N] ", name, gs[i].Free, plural(int(gs[i].Free), "runner", "runners"))
+	answer, _ := bufio.NewReader(c.Stdin).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	fmt.Fprintln(c.Stderr, "Not drained.")
+	return errNotConfirmed
 }

@@ -41,6 +41,10 @@ var dashboardMetrics = []string{
 	"runner_manager_health_actions_total",
 	"runner_manager_recovery_redeliveries_total",
 	"runner_manager_recovery_deliveries_failed_total",
+	"runner_manager_usage_busy_seconds_total",
+	"runner_manager_usage_idle_seconds_total",
+	"runner_manager_usage_job_wait_seconds",
+	"runner_manager_usage_boot_seconds",
 }
 
 // histograms among dashboardMetrics, whose _bucket, _sum and _count series
@@ -49,6 +53,8 @@ var dashboardHistograms = []string{
 	"runner_manager_ingress_publish_duration_seconds",
 	"runner_manager_scheduler_job_wait_seconds",
 	"runner_manager_provisioner_backend_call_duration_seconds",
+	"runner_manager_usage_job_wait_seconds",
+	"runner_manager_usage_boot_seconds",
 }
 
 // promqlWords are the PromQL functions, aggregations and keywords the

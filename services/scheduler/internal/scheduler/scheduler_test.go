@@ -48,7 +48,7 @@ func TestRunWiresEverything(t *testing.T) {
 			req.Header.Set("Authorization", auth)
 		}
 		rec := httptest.NewRecorder()
-		app.HTTP.ServeHTTP(rec, req)
+		app.Handler().ServeHTTP(rec, req) // as the listener serves it, while Run adds routes
 		return rec.Code
 	}
 	require.Eventually(t, func() bool { return get("/readyz", "") == http.StatusOK }, 20*time.Second, 20*time.Millisecond)

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/runner-manager/runner-manager/libs/keys"
 )
 
-// Operations of the health checks (docs/design.md §7), package health. Their keys:
+// Operations of the health checks (docs/design.md §7), package health. Their
+// keys (libs/keys, Health*):
 //
 //	{P}:health:orphan:<name>          string, TTL: a delete of the orphan instance <name> was emitted
 //	{P}:health:listed:<backend>       string, TTL: a list command of <backend> was emitted (spacing)
@@ -21,8 +25,9 @@ import (
 //	{P}:health:jobchecks              zset: job id -> last time its status was asked at GitHub (ms)
 //	{P}:health:ghgroup-repos:<group>  string, TTL: the repository ids last set on the GitHub runner group
 //
-// Job records ({P}:job:<id>) also get "owner" and "repository"
-// (SetJobRepository), so that a job can be looked up at GitHub.
+// Job records ({P}:job:<id>) also get "owner" and "repository" from the
+// scripts of queued and in_progress events (QueuedIn, InProgress), so that a
+// job can be looked up at GitHub.
 
 // Reasons of delete commands emitted by the health checks.
 const (
@@ -31,10 +36,6 @@ const (
 	// ReasonInstanceVanished: the record's instance is gone from the backend.
 	ReasonInstanceVanished = "instance_vanished"
 )
-
-func (s *Store) healthKey(parts ...string) string {
-	return s.keys.Prefix() + ":health:" + strings.Join(parts, ":")
-}
 
 // DeleteOrphan emits the delete command of an instance that has no record
 // (r carries the name, group, backend and instance id the inventory gave),
@@ -51,7 +52,7 @@ func (s *Store) DeleteOrphan(ctx context.Context, r Runner, reason string, guard
 		return false, fmt.Errorf("prepare delete of orphan %s: %w", r.Name, err)
 	}
 	args := append(s.header(s.opt.Now()), r.Name, max(guard.Milliseconds(), 1), cmd.Data, cmd.Traceparent, r.Backend)
-	n, err := scriptDeleteOrphan.Run(ctx, s.rdb, nil, args...).Int()
+	n, err := s.run(ctx, scriptDeleteOrphan, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("delete orphan %s: %w", r.Name, err)
 	}
@@ -65,7 +66,7 @@ func (s *Store) DeleteOrphan(ctx context.Context, r Runner, reason string, guard
 func (s *Store) EmitList(ctx context.Context, backend string, cmd Command, meta []byte, spacing, keep time.Duration) (bool, error) {
 	args := append(s.header(s.opt.Now()), backend, cmd.Data, cmd.Traceparent,
 		max(spacing.Milliseconds(), 1), cmd.ID, meta, max(keep.Milliseconds(), 1))
-	n, err := scriptEmitList.Run(ctx, s.rdb, nil, args...).Int()
+	n, err := s.run(ctx, scriptEmitList, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("emit list command of backend %s: %w", backend, err)
 	}
@@ -78,7 +79,7 @@ func (s *Store) ListMeta(ctx context.Context, commandID string) ([]byte, bool, e
 	if commandID == "" {
 		return nil, false, nil
 	}
-	v, err := s.rdb.Get(ctx, s.healthKey("list", commandID)).Bytes()
+	v, err := s.rdb.Get(ctx, s.keys.HealthList(commandID)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, false, nil
 	}
@@ -86,21 +87,6 @@ func (s *Store) ListMeta(ctx context.Context, commandID string) ([]byte, bool, e
 		return nil, false, fmt.Errorf("read list command %s: %w", commandID, err)
 	}
 	return v, true, nil
-}
-
-// SetJobRepository records where a known job runs (its owner and
-// repository), so that the health checks can ask GitHub for its status. A
-// job without record is left alone. It returns whether it was written.
-func (s *Store) SetJobRepository(ctx context.Context, jobID int64, owner, repo string) (bool, error) {
-	if jobID == 0 || owner == "" || repo == "" {
-		return false, nil
-	}
-	args := append(s.header(s.opt.Now()), jobID, owner, repo)
-	n, err := scriptSetJobRepository.Run(ctx, s.rdb, nil, args...).Int()
-	if err != nil {
-		return false, fmt.Errorf("record repository of job %d: %w", jobID, err)
-	}
-	return n == 1, nil
 }
 
 // JobRepository returns the owner and repository of a job, empty when unknown.
@@ -138,15 +124,16 @@ func (s *Store) Existing(ctx context.Context, names []string) (map[string]bool, 
 
 // RecordedGroups returns the groups that have runners counted against them,
 // configured or not (a group removed from the configuration keeps its
-// runners until they are deleted).
+// runners until they are deleted), sorted. It SCANs, so it is for periodic
+// checks, not for every event.
 func (s *Store) RecordedGroups(ctx context.Context) ([]string, error) {
-	prefix := s.keys.Prefix() + ":group:"
 	var out []string
 	seen := map[string]bool{}
-	iter := s.rdb.Scan(ctx, 0, prefix+"*:runners", 256).Iterator()
+	before, after := keys.Split(s.keys.GroupRunners)
+	iter := s.rdb.Scan(ctx, 0, escapeGlob(before)+"*"+escapeGlob(after), 256).Iterator()
 	for iter.Next(ctx) {
-		g, ok := strings.CutSuffix(strings.TrimPrefix(iter.Val(), prefix), ":runners")
-		if ok && g != "" && !strings.Contains(g, ":") && !seen[g] {
+		g, ok := groupOf(iter.Val(), before, after)
+		if ok && !seen[g] {
 			seen[g] = true
 			out = append(out, g)
 		}
@@ -154,6 +141,7 @@ func (s *Store) RecordedGroups(ctx context.Context) ([]string, error) {
 	if err := iter.Err(); err != nil {
 		return nil, fmt.Errorf("list groups with runners: %w", err)
 	}
+	slices.Sort(out)
 	return out, nil
 }
 
@@ -172,7 +160,7 @@ func (s *Store) SeenGitHubOrphans(ctx context.Context, scope string, seen []GitH
 	for _, o := range seen {
 		args = append(args, strconv.FormatInt(o.ID, 10)+":"+o.Name)
 	}
-	v, err := scriptSeenGitHubOrphans.Run(ctx, s.rdb, nil, args...).StringSlice()
+	v, err := s.run(ctx, scriptSeenGitHubOrphans, args...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("record GitHub orphans of %s: %w", scope, err)
 	}
@@ -199,7 +187,7 @@ func (s *Store) SeenAbsent(ctx context.Context, scope string, absent []string) (
 	for _, n := range absent {
 		args = append(args, n)
 	}
-	v, err := scriptSeenAbsent.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptSeenAbsent, args...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("record runners absent from %s: %w", scope, err)
 	}
@@ -215,7 +203,7 @@ func (s *Store) SeenAbsent(ctx context.Context, scope string, absent []string) (
 
 // ForgetGitHubOrphan drops a registration from the orphans of scope (it was removed).
 func (s *Store) ForgetGitHubOrphan(ctx context.Context, scope string, o GitHubOrphan) error {
-	if err := s.rdb.ZRem(ctx, s.healthKey("ghorphans", scope), strconv.FormatInt(o.ID, 10)+":"+o.Name).Err(); err != nil {
+	if err := s.rdb.ZRem(ctx, s.keys.HealthGitHubOrphans(scope), strconv.FormatInt(o.ID, 10)+":"+o.Name).Err(); err != nil {
 		return fmt.Errorf("forget GitHub orphan %s of %s: %w", o.Name, scope, err)
 	}
 	return nil
@@ -224,7 +212,7 @@ func (s *Store) ForgetGitHubOrphan(ctx context.Context, scope string, o GitHubOr
 // JobChecks returns when the status of each job was last asked at GitHub
 // (zero when never), and forgets the checks older than forgetBefore.
 func (s *Store) JobChecks(ctx context.Context, ids []int64, forgetBefore time.Time) (map[int64]time.Time, error) {
-	key := s.healthKey("jobchecks")
+	key := s.keys.HealthJobChecks()
 	pipe := s.rdb.Pipeline()
 	pipe.ZRemRangeByScore(ctx, key, "-inf", "("+ms(forgetBefore))
 	cmds := make([]*redis.FloatCmd, len(ids))
@@ -245,7 +233,7 @@ func (s *Store) JobChecks(ctx context.Context, ids []int64, forgetBefore time.Ti
 
 // JobChecked records that the status of job id was asked at GitHub at t.
 func (s *Store) JobChecked(ctx context.Context, id int64, t time.Time) error {
-	if err := s.rdb.ZAdd(ctx, s.healthKey("jobchecks"), redis.Z{Score: float64(t.UnixMilli()), Member: strconv.FormatInt(id, 10)}).Err(); err != nil {
+	if err := s.rdb.ZAdd(ctx, s.keys.HealthJobChecks(), redis.Z{Score: float64(t.UnixMilli()), Member: strconv.FormatInt(id, 10)}).Err(); err != nil {
 		return fmt.Errorf("record check of job %d: %w", id, err)
 	}
 	return nil
@@ -254,7 +242,7 @@ func (s *Store) JobChecked(ctx context.Context, id int64, t time.Time) error {
 // GroupRepositoriesApplied returns the fingerprint of the repositories last
 // set on the GitHub runner group of group ("" when unknown or expired).
 func (s *Store) GroupRepositoriesApplied(ctx context.Context, group string) (string, error) {
-	v, err := s.rdb.Get(ctx, s.healthKey("ghgroup-repos", group)).Result()
+	v, err := s.rdb.Get(ctx, s.keys.HealthGitHubGroupRepos(group)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
@@ -268,7 +256,7 @@ func (s *Store) GroupRepositoriesApplied(ctx context.Context, group string) (str
 // repositories set on the GitHub runner group of group; after ttl they are
 // set again (which also undoes changes made by hand at GitHub).
 func (s *Store) SetGroupRepositoriesApplied(ctx context.Context, group, fingerprint string, ttl time.Duration) error {
-	if err := s.rdb.Set(ctx, s.healthKey("ghgroup-repos", group), fingerprint, ttl).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.keys.HealthGitHubGroupRepos(group), fingerprint, ttl).Err(); err != nil {
 		return fmt.Errorf("store repositories of runner group %s: %w", group, err)
 	}
 	return nil
@@ -293,7 +281,7 @@ func (s *Store) RedeleteStale(ctx context.Context, r Runner, cutoff time.Time) (
 		return false, fmt.Errorf("prepare delete of runner %s: %w", r.Name, err)
 	}
 	args := append(s.header(s.opt.Now()), r.Name, ms(cutoff), cmd.Data, cmd.Traceparent, r.Backend)
-	n, err := scriptRedeleteStale.Run(ctx, s.rdb, nil, args...).Int()
+	n, err := s.run(ctx, scriptRedeleteStale, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("delete runner %s again: %w", r.Name, err)
 	}

@@ -37,6 +37,10 @@ func (f *healthCommands) Delete(_ context.Context, r state.Runner, reason string
 	return state.Command{Data: []byte("delete " + r.Name + " " + reason)}, nil
 }
 
+func (f *healthCommands) Update(_ context.Context, r state.Runner, u state.JobUpdate) (state.Command, error) {
+	return state.Command{Data: fmt.Appendf(nil, "update %s %d", r.Name, u.JobID)}, nil
+}
+
 type healthBundle struct {
 	rdb   *redis.Client
 	keys  keys.Keys
@@ -130,42 +134,71 @@ func TestEmitListSpacingAndMeta(t *testing.T) {
 	_, found, err = b.store.ListMeta(ctx, "cmd-2")
 	require.NoError(t, err)
 	require.False(t, found, "a list not emitted is not remembered")
-	ttl, err := b.rdb.PTTL(ctx, b.keys.Prefix()+":health:list:cmd-1").Result()
+	ttl, err := b.rdb.PTTL(ctx, b.keys.HealthList("cmd-1")).Result()
 	require.NoError(t, err)
 	require.Greater(t, ttl, 59*time.Minute)
 }
 
-func TestJobRepository(t *testing.T) {
+// The scripts of queued and in_progress events write where the job runs
+// with the event: in the same script, so a job's record never lacks it once
+// its event was handled, and a script that fails writes neither.
+func TestJobRepositoryIsWrittenWithTheEvent(t *testing.T) {
 	t.Parallel()
 	b := newHealthBundle(t)
 	ctx := context.Background()
-	ok, err := b.store.SetJobRepository(ctx, 7, "acme", "app")
-	require.NoError(t, err)
-	require.False(t, ok, "no record is created for an unknown job")
+	pool := state.Group{Name: "pool", Backend: "docker", MaxRunners: 1}
+	where := func(id int64) string {
+		t.Helper()
+		owner, repo, err := b.store.JobRepository(ctx, id)
+		require.NoError(t, err)
+		return owner + "/" + repo
+	}
+
+	// A script that fails (the command stream is broken) writes neither
+	// the job nor its repository.
+	require.NoError(t, b.rdb.Set(ctx, b.keys.Provision("docker"), "not a stream", 0).Err())
+	_, err := b.store.QueuedIn(ctx, []state.Group{pool}, state.QueuedJob{ID: 7, QueuedAt: b.clock(), Owner: "acme", Repo: "app"})
+	require.ErrorContains(t, err, "WRONGTYPE")
 	exists, err := b.rdb.Exists(ctx, b.keys.Job(7)).Result()
 	require.NoError(t, err)
 	require.Zero(t, exists)
+	require.NoError(t, b.rdb.Del(ctx, b.keys.Provision("docker")).Err())
 
-	_, err = b.store.Queued(ctx, state.Group{Name: "pool", Backend: "docker", MaxRunners: 1}, 7, b.clock())
+	out, err := b.store.QueuedIn(ctx, []state.Group{pool}, state.QueuedJob{ID: 7, QueuedAt: b.clock(), Owner: "acme", Repo: "app"})
 	require.NoError(t, err)
-	ttl, err := b.rdb.PTTL(ctx, b.keys.Job(7)).Result()
-	require.NoError(t, err)
-	ok, err = b.store.SetJobRepository(ctx, 7, "acme", "app")
-	require.NoError(t, err)
-	require.True(t, ok)
-	owner, repo, err := b.store.JobRepository(ctx, 7)
-	require.NoError(t, err)
-	require.Equal(t, [2]string{"acme", "app"}, [2]string{owner, repo})
-	after, err := b.rdb.PTTL(ctx, b.keys.Job(7)).Result()
-	require.NoError(t, err)
-	require.InDelta(t, ttl.Seconds(), after.Seconds(), 5, "the job record keeps its TTL")
+	require.False(t, out.Known)
+	require.Equal(t, "acme/app", where(7), "written with the queued job")
 	j, _, err := b.store.Job(ctx, 7)
 	require.NoError(t, err)
 	require.Equal(t, state.JobQueued, j.Status)
-
-	owner, repo, err = b.store.JobRepository(ctx, 8)
+	ttl, err := b.rdb.PTTL(ctx, b.keys.Job(7)).Result()
 	require.NoError(t, err)
-	require.Empty(t, owner+repo)
+	require.Greater(t, ttl, time.Duration(0), "the job record keeps its TTL")
+
+	// A job queued without a repository gets it from a later event, even one
+	// that changes nothing else (a repeated queued, an old in_progress).
+	_, err = b.store.Queued(ctx, pool, 8, b.clock())
+	require.NoError(t, err)
+	require.Equal(t, "/", where(8))
+	out, err = b.store.QueuedIn(ctx, []state.Group{pool}, state.QueuedJob{ID: 8, QueuedAt: b.clock(), Owner: "acme", Repo: "lib"})
+	require.NoError(t, err)
+	require.True(t, out.Known)
+	require.Equal(t, "acme/lib", where(8))
+
+	// In progress: a job never seen is recorded with its repository; so is
+	// one whose in_progress is old (it completed already).
+	ip, err := b.store.InProgress(ctx, pool, state.JobUpdate{JobID: 9, Owner: "acme", Repo: "web"})
+	require.NoError(t, err)
+	require.True(t, ip.Applied)
+	require.Equal(t, "acme/web", where(9))
+	_, err = b.store.Completed(ctx, pool, state.JobUpdate{JobID: 10})
+	require.NoError(t, err)
+	ip, err = b.store.InProgress(ctx, pool, state.JobUpdate{JobID: 10, Owner: "acme", Repo: "api"})
+	require.NoError(t, err)
+	require.False(t, ip.Applied)
+	require.Equal(t, "acme/api", where(10))
+
+	require.Equal(t, "/", where(11), "unknown job")
 }
 
 func TestSeenGitHubOrphans(t *testing.T) {
@@ -210,7 +243,7 @@ func TestRecordedGroupsAndExisting(t *testing.T) {
 	}
 	groups, err := b.store.RecordedGroups(ctx)
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{"pool", "old-pool"}, groups)
+	require.Equal(t, []string{"old-pool", "pool"}, groups, "sorted")
 
 	have, err := b.store.Existing(ctx, append(names, "hc-none"))
 	require.NoError(t, err)

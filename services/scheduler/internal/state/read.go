@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +23,10 @@ func parseRunner(name string, h map[string]string) Runner {
 		Organization:   h["organization"],
 		Repository:     h["repository"],
 		Location:       loc,
+		SpecHash:       h["spec_hash"],
+		JobRunID:       atoi("job_run_id"),
+		JobRepository:  h["job_repository"],
+		JobWorkflow:    h["job_workflow"],
 		DeleteFailures: int(atoi("delete_failures")),
 		DeleteError:    h["delete_error"],
 		Group:          h["group"],
@@ -136,11 +139,13 @@ type GroupStatus struct {
 	ByState map[State]int64 `json:"by_state"`
 	// BackoffRemaining is how long top-ups still wait after a failed create, 0 when none.
 	BackoffRemaining time.Duration `json:"backoff_remaining"`
+	// Mode is the operator's mode of the group (active, paused, draining).
+	Mode Mode `json:"mode"`
 }
 
 // GroupStatus returns the counts of group, reading every runner record.
 func (s *Store) GroupStatus(ctx context.Context, group string) (GroupStatus, error) {
-	st := GroupStatus{Name: group, ByState: make(map[State]int64, len(transitions))}
+	st := GroupStatus{Name: group, ByState: make(map[State]int64, len(transitions)), Mode: ModeActive}
 	for _, state := range States() {
 		st.ByState[state] = 0
 	}
@@ -149,10 +154,12 @@ func (s *Store) GroupStatus(ctx context.Context, group string) (GroupStatus, err
 	free := pipe.ZCard(ctx, s.keys.GroupFree(group))
 	demand := pipe.ZCard(ctx, s.keys.GroupDemand(group))
 	backoff := pipe.PTTL(ctx, s.keys.GroupBackoff(group))
+	mode := pipe.Get(ctx, s.keys.GroupMode(group))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return st, fmt.Errorf("read counts of group %s: %w", group, err)
 	}
 	st.Total, st.Free, st.Demand = total.Val(), free.Val(), demand.Val()
+	st.Mode = parseMode(mode.Val())
 	if d := backoff.Val(); d > 0 {
 		st.BackoffRemaining = d
 	}
@@ -164,28 +171,6 @@ func (s *Store) GroupStatus(ctx context.Context, group string) (GroupStatus, err
 		st.ByState[r.State]++
 	}
 	return st, nil
-}
-
-// KnownGroups returns the name of every group that has runners in Redis,
-// configured or not (a group removed from the configuration keeps its runners
-// until they are deleted). It SCANs, so it is for periodic checks, not for
-// every event.
-func (s *Store) KnownGroups(ctx context.Context) ([]string, error) {
-	prefix := s.keys.GroupRunners("")
-	prefix = prefix[:len(prefix)-len(":runners")]
-	var out []string
-	iter := s.rdb.Scan(ctx, 0, escapeGlob(prefix)+"*:runners", 100).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		if g := k[len(prefix) : len(k)-len(":runners")]; g != "" {
-			out = append(out, g)
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return nil, fmt.Errorf("list groups with runners: %w", err)
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
 }
 
 // escapeGlob escapes the glob characters of a SCAN pattern ({P} has braces,
@@ -200,4 +185,20 @@ func escapeGlob(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// groupOf returns the group a key of one group family names (before and
+// after are the family's shape, keys.Split): false for another key, or for
+// one whose group would hold a ":" (a key of another family that happens to
+// match the pattern, such as {P}:group:<g>:runners:<x>).
+func groupOf(key, before, after string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, before)
+	if !ok {
+		return "", false
+	}
+	g, ok := strings.CutSuffix(rest, after)
+	if !ok || g == "" || strings.Contains(g, ":") {
+		return "", false
+	}
+	return g, true
 }

@@ -15,7 +15,9 @@
 //	                           written from the created result: what a delete
 //	                           needs whatever the configuration becomes;
 //	                           delete_failures, delete_error: the failed
-//	                           deletes since the runner went deleting
+//	                           deletes since the runner went deleting;
+//	                           job_run_id, job_repository, job_workflow: the
+//	                           job it runs (with job_id), from in_progress
 //	{P}:group:<g>:runners      zset: every runner counted against max_runners (score created_at)
 //	{P}:group:<g>:free         zset: runners that can still take a job (pending, started, idle)
 //	{P}:group:<g>:demand       zset: job id -> queued time (ms); demand is a set, never a counter
@@ -26,6 +28,11 @@
 //	                           completed, ActiveJobTTL before
 //	{P}:retry                  zset: "create:<runner>" / "delete:<runner>" -> due time (ms)
 //	{P}:ghgroup:<g>            string: the GitHub runner group id of g
+//	{P}:usage:<start>          hash: a 5-minute bucket of the usage aggregate
+//	                           (package usage), added to by the scripts of
+//	                           the transitions; runners keep online_at (first
+//	                           seen idle), jobs usage_repository, workflow,
+//	                           ours and runner_group for it
 //
 // # Capacity
 //
@@ -147,6 +154,20 @@ type Runner struct {
 	Organization string            `json:"organization,omitempty"`
 	Repository   string            `json:"repository,omitempty"`
 	Location     map[string]string `json:"location,omitempty"`
+	// SpecHash is the config.SpecHash of the group configuration the
+	// runner was created from (the provisioner's Created result): a started
+	// or idle runner whose group's hash differs since is retired
+	// (ReasonSpecChanged). Empty before the created result, and for a
+	// record or a provisioner older than the field (never retired then).
+	SpecHash string `json:"spec_hash,omitempty"`
+	// JobRunID, JobRepository (owner/name) and JobWorkflow describe the
+	// job the runner runs, written with JobID by its in_progress event: the
+	// job metadata of the runner, shown by rmctl runners for every backend
+	// (the only place it is kept for Docker, whose containers cannot be
+	// relabelled). Empty before a job starts.
+	JobRunID      int64  `json:"job_run_id,omitempty"`
+	JobRepository string `json:"job_repository,omitempty"`
+	JobWorkflow   string `json:"job_workflow,omitempty"`
 	// DeleteFailures counts the failed deletes of the runner (its deletes
 	// back off on it); DeleteError is the last one's secret-free reason.
 	DeleteFailures int       `json:"delete_failures,omitempty"`
@@ -205,6 +226,10 @@ type Commands interface {
 	// Delete returns the delete command of r, for reason (job_completed,
 	// time_to_start, time_to_live, orphan, admin, scale_down, ...).
 	Delete(ctx context.Context, r Runner, reason string) (Command, error)
+	// Update returns the UpdateRunner command that tells r's instance the
+	// job u started; a zero Command (no Data) when r's backend keeps the
+	// metadata in the record (backend.MetadataInRecord): nothing is emitted.
+	Update(ctx context.Context, r Runner, u JobUpdate) (Command, error)
 }
 
 // Reasons of delete commands emitted by this package's callers.
@@ -224,6 +249,13 @@ const (
 	// ReasonGroupRemoved: a runner not busy of a group no longer in the
 	// configuration (its busy runners go when their job completes).
 	ReasonGroupRemoved = "group_removed"
+	// ReasonSpecChanged: a started or idle runner created from a
+	// configuration of its group that changed since (image, network, zones,
+	// labels...): it is replaced by one of the current configuration.
+	ReasonSpecChanged = "spec_changed"
+	// ReasonDrained: a runner not busy of a draining group (its busy ones
+	// go with job_completed).
+	ReasonDrained = "drained"
 	// ReasonCreateFailed: a create failed for good (or its command was
 	// dead-lettered): its instance may exist, so the runner is deleted
 	// (registration, then instance) rather than forgotten.

@@ -13,6 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/runner-manager/runner-manager/libs/keys"
+	"github.com/runner-manager/runner-manager/libs/lease"
+	"github.com/runner-manager/runner-manager/libs/stream"
+	"github.com/runner-manager/runner-manager/services/scheduler/internal/usage"
 )
 
 // Defaults of Options.
@@ -49,6 +52,10 @@ type Options struct {
 	Batch int
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
+	// Usage, when set, is given what each script added to the usage
+	// aggregate (for the Prometheus metrics: only the replica that ran the
+	// script sees it).
+	Usage func([]usage.Observation)
 }
 
 // Store reads and changes the scheduler's state in Redis. It is safe for
@@ -74,8 +81,17 @@ func New(rdb redis.UniversalClient, k keys.Keys, opt Options) *Store {
 // Keys returns the key names the Store uses.
 func (s *Store) Keys() keys.Keys { return s.keys }
 
-// Redis returns the client the Store uses.
-func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+// Lease returns the leader lease of the periodic task (libs/lease), held
+// by owner for ttl at a time.
+func (s *Store) Lease(task, owner string, ttl time.Duration) *lease.Lease {
+	return lease.New(s.rdb, s.keys.Lease(task), owner, ttl)
+}
+
+// Usage returns the reader of the usage aggregate the scripts write
+// ({P}:usage:<start>).
+func (s *Store) Usage(opt usage.Options) *usage.Aggregate {
+	return usage.New(s.rdb, s.keys, opt)
+}
 
 // Now returns the Store's clock.
 func (s *Store) Now() time.Time { return s.opt.Now() }
@@ -95,8 +111,14 @@ func fromMS(v string) time.Time {
 	return time.UnixMilli(n)
 }
 
+// header returns the ARGV every script starts with (lua.go).
 func (s *Store) header(now time.Time) []any {
-	return []any{s.keys.Prefix(), ms(now), s.opt.MaxLen}
+	return []any{ms(now), s.opt.MaxLen, stream.FieldType, stream.FieldData, stream.FieldTraceparent}
+}
+
+// run runs sc, rendered for the Store's keys, with args (header first).
+func (s *Store) run(ctx context.Context, sc *script, args ...any) *redis.Cmd {
+	return sc.on(s.keys).Run(ctx, s.rdb, nil, args...)
 }
 
 // groupBlock encodes g and its candidates as the scripts read them.
@@ -170,7 +192,7 @@ func (s *Store) topUp(ctx context.Context, g Group, forJob int64, n int) ([]stri
 		return nil, false, err
 	}
 	args := append(s.header(s.opt.Now()), groupBlock(g, cands)...)
-	v, err := scriptTopUp.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptTopUp, args...).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("top up group %s: %w", g.Name, err)
 	}
@@ -206,7 +228,18 @@ type QueuedOutcome struct {
 // the runners the group now lacks, all in one script. A job already known, in
 // any status, changes nothing.
 func (s *Store) Queued(ctx context.Context, g Group, jobID int64, queuedAt time.Time) (QueuedOutcome, error) {
-	return s.QueuedIn(ctx, []Group{g}, jobID, queuedAt)
+	return s.QueuedIn(ctx, []Group{g}, QueuedJob{ID: jobID, QueuedAt: queuedAt})
+}
+
+// QueuedJob is a job of a queued event.
+type QueuedJob struct {
+	ID int64
+	// QueuedAt is when it was queued (the event's created_at); now when zero.
+	QueuedAt time.Time
+	// Owner and Repo say where the job runs (the health checks look it up
+	// at GitHub); written to the job's record, known or not, with the event.
+	// "" when unknown.
+	Owner, Repo string
 }
 
 // QueuedIn records a queued job in one of its candidate groups gs, in order
@@ -216,7 +249,8 @@ func (s *Store) Queued(ctx context.Context, g Group, jobID int64, queuedAt time.
 // record, its demand and the runners the chosen group now lacks are one
 // script, so the job is counted in exactly one group. A job already known, in
 // any status, changes nothing.
-func (s *Store) QueuedIn(ctx context.Context, gs []Group, jobID int64, queuedAt time.Time) (QueuedOutcome, error) {
+func (s *Store) QueuedIn(ctx context.Context, gs []Group, j QueuedJob) (QueuedOutcome, error) {
+	jobID, queuedAt := j.ID, j.QueuedAt
 	if len(gs) == 0 {
 		return QueuedOutcome{}, fmt.Errorf("record queued job %d: no group", jobID)
 	}
@@ -224,7 +258,7 @@ func (s *Store) QueuedIn(ctx context.Context, gs []Group, jobID int64, queuedAt 
 	if queuedAt.IsZero() {
 		queuedAt = now
 	}
-	args := append(s.header(now), jobID, ms(queuedAt), s.opt.ActiveJobTTL.Milliseconds(), len(gs))
+	args := append(s.header(now), jobID, ms(queuedAt), s.opt.ActiveJobTTL.Milliseconds(), j.Owner, j.Repo, len(gs))
 	for _, g := range gs {
 		cands, err := s.candidates(ctx, g, jobID, s.opt.Batch)
 		if err != nil {
@@ -232,7 +266,7 @@ func (s *Store) QueuedIn(ctx context.Context, gs []Group, jobID int64, queuedAt 
 		}
 		args = append(args, groupBlock(g, cands)...)
 	}
-	v, err := scriptQueued.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptQueued, args...).Result()
 	if err != nil {
 		return QueuedOutcome{}, fmt.Errorf("record queued job %d of group %s: %w", jobID, gs[0].Name, err)
 	}
@@ -260,6 +294,45 @@ type JobUpdate struct {
 	RunnerName string
 	// At is when it happened (started_at, completed_at), now when zero.
 	At time.Time
+	// RunID of the job: the runner's job metadata (InProgress only).
+	RunID int64
+	// Repository ("owner/name") and Workflow of the job, for the usage
+	// aggregate and the runner's job metadata; "" keeps what the job's
+	// record has.
+	Repository string
+	Workflow   string
+	// QueuedAt (created_at) and StartedAt of the event, when it has them:
+	// the wait of a job whose queued event was not handled, the start of
+	// one whose in_progress was not (Completed).
+	QueuedAt  time.Time
+	StartedAt time.Time
+	// Owner and Repo say where the job runs (the health checks look it up
+	// at GitHub), written to the job's record with the event (InProgress
+	// only); "" when unknown.
+	Owner, Repo string
+}
+
+// observe hands the usage list at arr[i] of a script's reply to Options.Usage.
+func (s *Store) observe(arr []any, i int) {
+	if s.opt.Usage == nil || len(arr) <= i {
+		return
+	}
+	flat, _ := arr[i].([]any)
+	str := func(v any) string { x, _ := v.(string); return x }
+	var out []usage.Observation
+	for j := 0; j+4 < len(flat); j += 5 {
+		ms, err := strconv.ParseInt(str(flat[j+4]), 10, 64)
+		if err != nil {
+			continue
+		}
+		o := usage.Observation{Kind: usage.Kind(str(flat[j])), Group: str(flat[j+1]), Repository: str(flat[j+2]),
+			Workflow: str(flat[j+3]), D: time.Duration(max(ms, 0)) * time.Millisecond}
+		o.WaitKnown = o.Kind == usage.KindJob && ms >= 0
+		out = append(out, o)
+	}
+	if len(out) > 0 {
+		s.opt.Usage(out)
+	}
 }
 
 // JobOutcome is what InProgress or Completed did.
@@ -272,32 +345,54 @@ type JobOutcome struct {
 	Ours bool
 	// Deleting is the runner moved to deleting, "" when none (Completed only).
 	Deleting string
+	// Updated: the runner's UpdateRunner command was emitted (InProgress only).
+	Updated bool
 	Reservation
 }
 
 // InProgress moves the job to in_progress (only forward), drops its demand,
-// marks our runner that runs it busy, and tops g up (a runner that took a job
-// nobody asked for leaves the group short). A job never seen before is
-// recorded as in_progress, so that its late queued event is ignored.
+// marks our runner that runs it busy with the job's metadata in its record,
+// emits the runner's UpdateRunner command (Commands.Update; at most one per
+// job: a repeated in_progress, or a runner that already has the job, emits
+// none), and tops g up (a runner that took a job nobody asked for leaves the
+// group short). A job never seen before is recorded as in_progress, so that
+// its late queued event is ignored.
 func (s *Store) InProgress(ctx context.Context, g Group, u JobUpdate) (JobOutcome, error) {
 	now := s.opt.Now()
 	at := cmp.Or(u.At, now)
+	var upd Command
+	var backend string
+	if u.RunnerName != "" && s.opt.Commands != nil {
+		r, ok, err := s.Runner(ctx, u.RunnerName)
+		if err != nil {
+			return JobOutcome{}, err
+		}
+		if ok && r.State != Deleting && r.JobID != u.JobID {
+			if upd, err = s.opt.Commands.Update(ctx, r, u); err != nil {
+				return JobOutcome{}, fmt.Errorf("prepare update of runner %s: %w", r.Name, err)
+			}
+			backend = r.Backend
+		}
+	}
 	cands, err := s.candidates(ctx, g, 0, s.opt.Batch)
 	if err != nil {
 		return JobOutcome{}, err
 	}
-	args := append(s.header(now), u.JobID, ms(at), u.RunnerName, s.opt.ActiveJobTTL.Milliseconds())
+	args := append(s.header(now), u.JobID, ms(at), u.RunnerName, s.opt.ActiveJobTTL.Milliseconds(),
+		u.RunID, u.Repository, usage.Workflow(u.Workflow), upd.Data, upd.Traceparent, backend, ms(u.QueuedAt),
+		u.Owner, u.Repo)
 	args = append(args, groupBlock(g, cands)...)
-	v, err := scriptInProgress.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptInProgress, args...).Result()
 	if err != nil {
 		return JobOutcome{}, fmt.Errorf("record job %d in progress: %w", u.JobID, err)
 	}
 	arr, names, short, err := reply(v)
-	if err != nil || len(arr) < 5 {
+	if err != nil || len(arr) < 7 {
 		return JobOutcome{}, fmt.Errorf("record job %d in progress: unexpected reply %v", u.JobID, v)
 	}
+	s.observe(arr, 6)
 	qa, _ := arr[3].(string)
-	out := JobOutcome{Applied: arr[0] == int64(1), QueuedAt: fromMS(qa), Ours: arr[4] == int64(1)}
+	out := JobOutcome{Applied: arr[0] == int64(1), QueuedAt: fromMS(qa), Ours: arr[4] == int64(1), Updated: arr[5] == int64(1)}
 	out.Reserved, err = s.finish(ctx, g, 0, names, short)
 	return out, err
 }
@@ -331,9 +426,9 @@ func (s *Store) Completed(ctx context.Context, g Group, u JobUpdate) (JobOutcome
 		return JobOutcome{}, err
 	}
 	args := append(s.header(now), u.JobID, ms(at), u.RunnerName, s.opt.JobRetention.Milliseconds(),
-		del.Data, del.Traceparent, backend)
+		del.Data, del.Traceparent, backend, u.Repository, usage.Workflow(u.Workflow), ms(u.StartedAt), ms(u.QueuedAt))
 	args = append(args, groupBlock(g, cands)...)
-	v, err := scriptCompleted.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptCompleted, args...).Result()
 	if err != nil {
 		return JobOutcome{}, fmt.Errorf("record job %d completed: %w", u.JobID, err)
 	}
@@ -341,6 +436,7 @@ func (s *Store) Completed(ctx context.Context, g Group, u JobUpdate) (JobOutcome
 	if err != nil || len(arr) < 4 {
 		return JobOutcome{}, fmt.Errorf("record job %d completed: unexpected reply %v", u.JobID, v)
 	}
+	s.observe(arr, 4)
 	deleting, _ := arr[3].(string)
 	out := JobOutcome{Applied: arr[0] == int64(1), Deleting: deleting}
 	out.Reserved, err = s.finish(ctx, g, 0, names, short)
@@ -366,7 +462,7 @@ const (
 // delete command, so no instance leaks. r carries what the result said:
 // Name, Group, Backend, InstanceID, GitHubRunnerID, and what a delete needs
 // whatever the configuration becomes: Organization, Repository, Location
-// (kept when set).
+// (kept when set), and the SpecHash it was created from (kept when set).
 func (s *Store) Created(ctx context.Context, r Runner) (CreatedOutcome, error) {
 	if s.opt.Commands == nil {
 		return 0, ErrNoCommands
@@ -391,8 +487,8 @@ func (s *Store) Created(ctx context.Context, r Runner) (CreatedOutcome, error) {
 		loc = string(b)
 	}
 	args := append(s.header(s.opt.Now()), r.Name, r.InstanceID, r.GitHubRunnerID, del.Data, del.Traceparent, r.Backend,
-		r.Organization, r.Repository, loc)
-	v, err := scriptCreated.Run(ctx, s.rdb, nil, args...).Result()
+		r.Organization, r.Repository, loc, r.SpecHash)
+	v, err := s.run(ctx, scriptCreated, args...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("record runner %s created: %w", r.Name, err)
 	}
@@ -425,7 +521,7 @@ func (s *Store) Deleted(ctx context.Context, g Group, name string) (DeletedOutco
 	}
 	args := append(s.header(s.opt.Now()), name)
 	args = append(args, groupBlock(g, cands)...)
-	v, err := scriptDeleted.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptDeleted, args...).Result()
 	if err != nil {
 		return DeletedOutcome{}, fmt.Errorf("remove runner %s: %w", name, err)
 	}
@@ -433,6 +529,7 @@ func (s *Store) Deleted(ctx context.Context, g Group, name string) (DeletedOutco
 	if err != nil {
 		return DeletedOutcome{}, fmt.Errorf("remove runner %s: %w", name, err)
 	}
+	s.observe(arr, 3)
 	out := DeletedOutcome{Removed: arr[0] == int64(1)}
 	out.Reserved, err = s.finish(ctx, g, 0, names, short)
 	return out, err
@@ -496,7 +593,7 @@ func (s *Store) CreateFailed(ctx context.Context, name string, attempt int, retr
 	}
 	args := append(s.header(s.opt.Now()), name, attempt, mode, ms(retryAt), groupBackoff.Milliseconds(),
 		MaxGroupBackoff.Milliseconds(), groupFailuresTTL.Milliseconds(), del.Data, del.Traceparent, backend)
-	v, err := scriptCreateFailed.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptCreateFailed, args...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("record failed create of runner %s: %w", name, err)
 	}
@@ -504,6 +601,7 @@ func (s *Store) CreateFailed(ctx context.Context, name string, attempt int, retr
 	if !ok || len(arr) < 1 {
 		return 0, fmt.Errorf("record failed create of runner %s: unexpected reply %v", name, v)
 	}
+	s.observe(arr, 3)
 	switch arr[0] {
 	case int64(1):
 		return FailureRetrying, nil
@@ -529,7 +627,7 @@ func (s *Store) DeleteFailed(ctx context.Context, name, reason string, retryAt f
 		reason = reason[:MaxDeleteErrorLen]
 	}
 	args := append(s.header(s.opt.Now()), name, ms(retryAt(r.DeleteFailures+1)), reason)
-	n, err := scriptDeleteFailed.Run(ctx, s.rdb, nil, args...).Int()
+	n, err := s.run(ctx, scriptDeleteFailed, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("record failed delete of runner %s: %w", name, err)
 	}
@@ -572,6 +670,14 @@ func (s *Store) DueRetries(ctx context.Context, now time.Time, limit int64) ([]R
 	return out, nil
 }
 
+// DropRetry removes r from {P}:retry (an entry of a kind no longer known).
+func (s *Store) DropRetry(ctx context.Context, r Retry) error {
+	if err := s.rdb.ZRem(ctx, s.keys.Retry(), string(r.Kind)+":"+r.Runner).Err(); err != nil {
+		return fmt.Errorf("drop retry %s of runner %s: %w", r.Kind, r.Runner, err)
+	}
+	return nil
+}
+
 // RetryCreate emits the create command of a pending runner again, with the
 // next attempt, and claims its retry entry. False when another replica did it,
 // or the runner moved on.
@@ -592,7 +698,7 @@ func (s *Store) RetryCreate(ctx context.Context, name string) (bool, error) {
 		return false, fmt.Errorf("prepare create retry of runner %s: %w", name, err)
 	}
 	args := append(s.header(s.opt.Now()), name, r.Attempt, cmd.Data, cmd.Traceparent, r.Backend)
-	n, err := scriptRetryCreate.Run(ctx, s.rdb, nil, args...).Int()
+	n, err := s.run(ctx, scriptRetryCreate, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("retry create of runner %s: %w", name, err)
 	}
@@ -617,7 +723,7 @@ func (s *Store) RetryDelete(ctx context.Context, name string) (bool, error) {
 		return false, fmt.Errorf("prepare delete retry of runner %s: %w", name, err)
 	}
 	args := append(s.header(s.opt.Now()), name, cmd.Data, cmd.Traceparent, r.Backend)
-	n, err := scriptRetryDelete.Run(ctx, s.rdb, nil, args...).Int()
+	n, err := s.run(ctx, scriptRetryDelete, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("retry delete of runner %s: %w", name, err)
 	}
@@ -656,7 +762,7 @@ func (s *Store) RequestDelete(ctx context.Context, name string, from []State, re
 		accepted += string(st) + ","
 	}
 	args := append(s.header(s.opt.Now()), name, accepted, cmd.Data, cmd.Traceparent, r.Backend)
-	v, err := scriptRequestDelete.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptRequestDelete, args...).Result()
 	if err != nil {
 		return "", fmt.Errorf("delete runner %s: %w", name, err)
 	}
@@ -664,6 +770,7 @@ func (s *Store) RequestDelete(ctx context.Context, name string, from []State, re
 	if !ok || len(arr) < 2 {
 		return "", fmt.Errorf("delete runner %s: unexpected reply %v", name, v)
 	}
+	s.observe(arr, 2)
 	prev, _ := arr[1].(string)
 	switch {
 	case arr[0] == int64(1):
@@ -708,7 +815,7 @@ func (s *Store) Busy(ctx context.Context, name string) (BusyOutcome, error) {
 		return BusyIgnored, fmt.Errorf("prepare delete of runner %s: %w", name, err)
 	}
 	args := append(s.header(s.opt.Now()), name, cmd.Data, cmd.Traceparent, r.Backend)
-	v, err := scriptBusy.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptBusy, args...).Result()
 	if err != nil {
 		return BusyIgnored, fmt.Errorf("record runner %s busy: %w", name, err)
 	}
@@ -729,7 +836,7 @@ func (s *Store) Busy(ctx context.Context, name string) (BusyOutcome, error) {
 // online and not busy). It returns whether it moved.
 func (s *Store) MarkIdle(ctx context.Context, name string) (bool, error) {
 	args := append(s.header(s.opt.Now()), name)
-	v, err := scriptMarkIdle.Run(ctx, s.rdb, nil, args...).Result()
+	v, err := s.run(ctx, scriptMarkIdle, args...).Result()
 	if err != nil {
 		return false, fmt.Errorf("mark runner %s idle: %w", name, err)
 	}

@@ -38,6 +38,10 @@ func (f *fakeCommands) Delete(_ context.Context, r state.Runner, reason string) 
 	return state.Command{Data: []byte("delete " + r.Name + " " + reason)}, nil
 }
 
+func (f *fakeCommands) Update(_ context.Context, r state.Runner, u state.JobUpdate) (state.Command, error) {
+	return state.Command{Data: fmt.Appendf(nil, "update %s %d", r.Name, u.JobID)}, nil
+}
+
 type bundle struct {
 	rdb   *redis.Client
 	keys  keys.Keys
@@ -187,7 +191,7 @@ func TestReservationAndCommandAreAllOrNothing(t *testing.T) {
 	n, err := b.rdb.Exists(ctx, b.keys.Job(7), b.keys.GroupDemand("small"), b.keys.GroupRunners("small"), b.keys.GroupFree("small")).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "a failed script left state behind")
-	keys, err := b.rdb.Keys(ctx, b.keys.Prefix()+":runner:*").Result()
+	keys, err := b.rdb.Keys(ctx, b.keys.Runner("*")).Result()
 	require.NoError(t, err)
 	require.Empty(t, keys)
 
@@ -225,7 +229,7 @@ func TestJobLifecycleAndOrder(t *testing.T) {
 		require.True(t, c.Applied)
 		require.Equal(t, name, c.Deleting)
 		require.Equal(t, state.Deleting, b.runner(t, name).State)
-		require.Equal(t, []string{"create " + name + " 1", "delete " + name + " job_completed"}, b.commands(t))
+		require.Equal(t, []string{"create " + name + " 1", "update " + name + " 1", "delete " + name + " job_completed"}, b.commands(t))
 		ttl := b.rdb.PTTL(ctx, b.keys.Job(1)).Val()
 		require.Greater(t, ttl, 71*time.Hour)
 		// Still counted against the limit until deleted.
@@ -535,7 +539,98 @@ func TestRequestDeleteIsCompareAndSet(t *testing.T) {
 	require.Equal(t, state.Busy, prev)
 	_, err = b.store.RequestDelete(ctx, name, []state.State{state.Busy, state.Deleting}, state.ReasonAdmin)
 	require.ErrorIs(t, err, state.ErrState, "deleting cannot move to deleting")
-	require.Len(t, b.commands(t), 2)
+	require.Len(t, b.commands(t), 3) // create, update (job 1 started), delete
+}
+
+// in_progress writes the job's metadata into the runner's record and emits
+// one UpdateRunner command: a duplicated or redelivered in_progress, or a
+// second in_progress of the same job after its job record expired, emits
+// none; a deleting runner gets none; and a backend that keeps the metadata
+// in the record (Commands.Update returns no data) gets none.
+func TestInProgressEmitsOneUpdatePerJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u := func(job int64, name string) state.JobUpdate {
+		return state.JobUpdate{JobID: job, RunnerName: name, RunID: 900 + job, Repository: "octo-org/hello", Workflow: "CI"}
+	}
+	updates := func(b *bundle) []string {
+		var out []string
+		for _, c := range b.commands(t) {
+			if strings.HasPrefix(c, "update ") {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+
+	b := setup(t)
+	q, err := b.store.Queued(ctx, small, 1, b.now)
+	require.NoError(t, err)
+	name := q.Reserved[0]
+	ip, err := b.store.InProgress(ctx, small, u(1, name))
+	require.NoError(t, err)
+	require.True(t, ip.Updated)
+	require.Equal(t, []string{"update " + name + " 1"}, updates(b))
+	r := b.runner(t, name)
+	require.EqualValues(t, 1, r.JobID)
+	require.EqualValues(t, 901, r.JobRunID)
+	require.Equal(t, "octo-org/hello", r.JobRepository)
+	require.Equal(t, "CI", r.JobWorkflow)
+
+	// The same webhook delivered again, twice.
+	for range 2 {
+		ip, err = b.store.InProgress(ctx, small, u(1, name))
+		require.NoError(t, err)
+		require.False(t, ip.Applied)
+		require.False(t, ip.Updated)
+	}
+	// The job record expired (or was removed): the runner has the job, still no second update.
+	require.NoError(t, b.rdb.Del(ctx, b.keys.Job(1)).Err())
+	ip, err = b.store.InProgress(ctx, small, u(1, name))
+	require.NoError(t, err)
+	require.True(t, ip.Applied)
+	require.False(t, ip.Updated)
+	require.Equal(t, []string{"update " + name + " 1"}, updates(b))
+
+	// A deleting runner that GitHub gave a job: its record has the job, no update.
+	q, err = b.store.Queued(ctx, small, 2, b.now)
+	require.NoError(t, err)
+	other := q.Reserved[0]
+	_, err = b.store.RequestDelete(ctx, other, []state.State{state.Pending}, state.ReasonAdmin)
+	require.NoError(t, err)
+	ip, err = b.store.InProgress(ctx, small, u(2, other))
+	require.NoError(t, err)
+	require.True(t, ip.Ours)
+	require.False(t, ip.Updated)
+	require.Equal(t, "octo-org/hello", b.runner(t, other).JobRepository)
+	require.Len(t, updates(b), 1)
+}
+
+// recordOnly is a Commands whose backend keeps the metadata in the record.
+type recordOnly struct{ fakeCommands }
+
+func (*recordOnly) Update(context.Context, state.Runner, state.JobUpdate) (state.Command, error) {
+	return state.Command{}, nil
+}
+
+func TestInProgressMetadataInRecordEmitsNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	b.store = state.New(b.rdb, b.keys, state.Options{Commands: &recordOnly{}, Now: func() time.Time { return b.now }})
+	q, err := b.store.Queued(ctx, small, 1, b.now)
+	require.NoError(t, err)
+	name := q.Reserved[0]
+	ip, err := b.store.InProgress(ctx, small, state.JobUpdate{JobID: 1, RunnerName: name, RunID: 7, Repository: "o/r", Workflow: "w"})
+	require.NoError(t, err)
+	require.True(t, ip.Applied)
+	require.False(t, ip.Updated)
+	require.Equal(t, []string{"create " + name + " 1"}, b.commands(t))
+	r := b.runner(t, name)
+	require.Equal(t, state.Busy, r.State)
+	require.Equal(t, "o/r", r.JobRepository)
+	require.Equal(t, "w", r.JobWorkflow)
+	require.EqualValues(t, 7, r.JobRunID)
 }
 
 // A busy result: the idle surplus runner chosen for scale-down took a job
@@ -733,7 +828,7 @@ func TestEmittingScriptsWriteNothingWhenTheyCannotEmit(t *testing.T) {
 			runner := prepare(t, b, tc.state)
 			snap := func() map[string]string {
 				out := map[string]string{}
-				keys, err := b.rdb.Keys(ctx, b.keys.Prefix()+":*").Result()
+				keys, err := b.rdb.Keys(ctx, b.keys.All()).Result()
 				require.NoError(t, err)
 				for _, k := range keys {
 					if k == b.keys.Provision("docker") {
@@ -746,7 +841,7 @@ func TestEmittingScriptsWriteNothingWhenTheyCannotEmit(t *testing.T) {
 				return out
 			}
 			// Broken stream: the command cannot be appended.
-			require.NoError(t, b.rdb.Rename(ctx, b.keys.Provision("docker"), b.keys.Prefix()+":saved").Err())
+			require.NoError(t, b.rdb.Rename(ctx, b.keys.Provision("docker"), b.keys.Provision("saved")).Err())
 			require.NoError(t, b.rdb.Set(ctx, b.keys.Provision("docker"), "not a stream", 0).Err())
 			if tc.name == "top-up" {
 				// Make the group want one more runner than it has.
@@ -759,19 +854,6 @@ func TestEmittingScriptsWriteNothingWhenTheyCannotEmit(t *testing.T) {
 			require.Equal(t, before, snap(), "state changed although the command was not emitted")
 		})
 	}
-}
-
-func TestKnownGroups(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	for _, g := range []string{"b", "a"} {
-		_, err := b.store.TopUp(ctx, state.Group{Name: g, Backend: "docker", MinRunners: 1, MaxRunners: 1})
-		require.NoError(t, err)
-	}
-	groups, err := b.store.KnownGroups(ctx)
-	require.NoError(t, err)
-	require.Equal(t, []string{"a", "b"}, groups)
 }
 
 // A runner whose failed delete has a retry scheduled (backing off) is not
@@ -795,7 +877,7 @@ func TestRedeleteStaleRespectsTheDeleteBackoff(t *testing.T) {
 	require.False(t, ok, "a delete retry is scheduled")
 	require.Len(t, b.commands(t), before)
 	// Without a scheduled retry (a lost command), it is emitted again.
-	require.NoError(t, b.store.Redis().ZRem(ctx, b.store.Keys().Retry(), "delete:"+name).Err())
+	require.NoError(t, b.store.DropRetry(ctx, state.Retry{Kind: state.RetryDeleteKind, Runner: name}))
 	ok, err = b.store.RedeleteStale(ctx, b.runner(t, name), b.now.Add(time.Hour))
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -880,14 +962,14 @@ func TestQueuedSpillOver(t *testing.T) {
 	// a's idle runner (min_runners) is room for the first job.
 	_, err := b.store.TopUp(ctx, a)
 	require.NoError(t, err)
-	out, err := b.store.QueuedIn(ctx, both, 1, b.now)
+	out, err := b.store.QueuedIn(ctx, both, state.QueuedJob{ID: 1, QueuedAt: b.now})
 	require.NoError(t, err)
 	require.Equal(t, "a", out.Group)
 	require.Empty(t, out.Reserved, "a's free runner serves it")
 
 	// a is full: the next jobs go to b, up to its max_runners.
 	for job := int64(2); job <= 3; job++ {
-		out, err = b.store.QueuedIn(ctx, both, job, b.now)
+		out, err = b.store.QueuedIn(ctx, both, state.QueuedJob{ID: job, QueuedAt: b.now})
 		require.NoError(t, err)
 		require.Equal(t, "b", out.Group, "job %d", job)
 		require.Len(t, out.Reserved, 1)
@@ -898,7 +980,7 @@ func TestQueuedSpillOver(t *testing.T) {
 		require.Equal(t, "b", j.Group)
 	}
 	// Both full: the job waits in the first group.
-	out, err = b.store.QueuedIn(ctx, both, 4, b.now)
+	out, err = b.store.QueuedIn(ctx, both, state.QueuedJob{ID: 4, QueuedAt: b.now})
 	require.NoError(t, err)
 	require.Equal(t, "a", out.Group)
 	require.Empty(t, out.Reserved)
@@ -909,7 +991,7 @@ func TestQueuedSpillOver(t *testing.T) {
 	require.EqualValues(t, 2, b.card(t, b.keys.GroupRunners("b")))
 
 	// A duplicate changes nothing, whatever the room now.
-	out, err = b.store.QueuedIn(ctx, []state.Group{sp, a}, 2, b.now)
+	out, err = b.store.QueuedIn(ctx, []state.Group{sp, a}, state.QueuedJob{ID: 2, QueuedAt: b.now})
 	require.NoError(t, err)
 	require.True(t, out.Known)
 	require.EqualValues(t, 2, b.card(t, b.keys.GroupDemand("b")))
@@ -925,7 +1007,7 @@ func TestQueuedSpillOver(t *testing.T) {
 	c := state.Group{Name: "c", Backend: "docker", MaxRunners: 5}
 	require.NoError(t, b.rdb.Set(ctx, b.keys.GroupBackoff("c"), "1", time.Minute).Err())
 	d := state.Group{Name: "d", Backend: "docker", MaxRunners: 5}
-	out, err = b.store.QueuedIn(ctx, []state.Group{c, d}, 10, b.now)
+	out, err = b.store.QueuedIn(ctx, []state.Group{c, d}, state.QueuedJob{ID: 10, QueuedAt: b.now})
 	require.NoError(t, err)
 	require.Equal(t, "d", out.Group)
 

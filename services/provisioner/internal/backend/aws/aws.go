@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -94,6 +95,7 @@ type API interface {
 	RunInstances(ctx context.Context, in *ec2.RunInstancesInput, opts ...func(*ec2.Options)) (*ec2.RunInstancesOutput, error)
 	TerminateInstances(ctx context.Context, in *ec2.TerminateInstancesInput, opts ...func(*ec2.Options)) (*ec2.TerminateInstancesOutput, error)
 	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, opts ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
+	CreateTags(ctx context.Context, in *ec2.CreateTagsInput, opts ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
 }
 
 // Backend is the backend.Backend of one AWSSpec.
@@ -459,6 +461,55 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete instance %s: %w", name, classify("terminate instances", err))
 	}
 	b.log.InfoContext(ctx, "instance terminated", "runner", name, "instance_ids", ids)
+	return nil
+}
+
+// MaxTagValue is EC2's limit of a tag value, in Unicode characters.
+const MaxTagValue = 256
+
+// TagValue makes s a tag value EC2 and AWS Cost Explorer take: letters,
+// digits, spaces and + - = . _ : / @ (anything else becomes '_'), at most
+// MaxTagValue characters.
+func TagValue(s string) string {
+	var sb strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == MaxTagValue {
+			break
+		}
+		if unicode.IsLetter(r) || unicode.IsDigit(r) || r == ' ' || strings.ContainsRune("+-=._:/@", r) {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteRune('_')
+		}
+		n++
+	}
+	return sb.String()
+}
+
+// UpdateRunner tags the runner's live instance with the job's metadata
+// (backend.Meta* keys; CreateTags overwrites a tag of the same key, so a
+// second call with the same metadata changes nothing). No live instance is
+// a permanent error.
+func (b *Backend) UpdateRunner(ctx context.Context, name string, md backend.RunnerMetadata) error {
+	if err := backend.CheckRunnerName(name); err != nil {
+		return fmt.Errorf("update instance: %w", err)
+	}
+	inst, ok, err := b.find(ctx, name)
+	if err != nil {
+		return fmt.Errorf("update instance %s: %w", name, err)
+	}
+	if !ok {
+		return fmt.Errorf("update instance %s: no live instance: %w", name, backend.ErrPermanent)
+	}
+	values := md.Values()
+	tags := make([]types.Tag, 0, len(values))
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(TagValue(values[k]))})
+	}
+	if _, err := b.client.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{inst.ID}, Tags: tags}); err != nil {
+		return fmt.Errorf("update instance %s: %w", name, classify("create tags", err))
+	}
 	return nil
 }
 

@@ -120,6 +120,14 @@ func TestSuite(t *testing.T) {
 			return backend.RunnerSpec{InstanceSpec: js, Runner: testPackage}
 		},
 		JITConfig: func(t *testing.T, name string) string { return jitOf(t, b.fake, name) },
+		Metadata: func(t *testing.T, name string) map[string]string {
+			insts := b.fake.ByTag(backend.LabelRunner, name)
+			if len(insts) != 1 {
+				t.Fatalf("%d live instances of %s", len(insts), name)
+			}
+			return insts[0].Tags
+		},
+		MetadataValue: TagValue,
 		Foreign: func(t *testing.T) backendtest.Foreign {
 			name := "foreign-" + fmt.Sprint(time.Now().UnixNano())
 			inst := b.fake.Put(ec2fake.Instance{ImageID: "ami-1", InstanceType: "t3.micro", Tags: map[string]string{

@@ -85,3 +85,7 @@ func Preload(f *Factory, cfg *config.Config) error {
 	}
 	return nil
 }
+
+func (unconfigured) UpdateRunner(context.Context, string, backend.RunnerMetadata) error {
+	return fmt.Errorf("update instance: no aws instance specification: %w", backend.ErrPermanent)
+}

@@ -449,6 +449,16 @@ func hostname(name string) string {
 
 func boolPtr(v bool) *bool { return &v }
 
+// UpdateRunner is refused: Docker cannot change a container's labels after
+// its creation. The job metadata of a Docker runner is kept in its record by
+// the scheduler, which emits no update for Docker (backend.MetadataInRecord).
+func (b *Backend) UpdateRunner(ctx context.Context, name string, _ backend.RunnerMetadata) error {
+	if err := backend.CheckRunnerName(name); err != nil {
+		return fmt.Errorf("update container: %w", err)
+	}
+	return fmt.Errorf("update container %s: %w", name, backend.ErrMetadataInRecord)
+}
+
 // Delete stops the runner's container (with the grace period of its spec)
 // and removes it. Not found, or a container of another owner, is nil.
 func (b *Backend) Delete(ctx context.Context, name string) error {

@@ -16,15 +16,15 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/stretchr/testify/require"
 
-	"github.com/runner-manager/runner-manager/e2e/fakegithub"
 	"github.com/runner-manager/runner-manager/libs/config"
 	rmv1 "github.com/runner-manager/runner-manager/libs/gen/runnermanager/v1"
 	"github.com/runner-manager/runner-manager/libs/github"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/backend/docker"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
+	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime"
 )
 
 const fakeRunnerImage = "runner-manager/fake-runner:dev"

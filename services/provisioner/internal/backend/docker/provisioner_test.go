@@ -21,8 +21,8 @@ import (
 	"github.com/runner-manager/runner-manager/libs/testutil/logbuf"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/backend/docker"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime/runtimetest"
+	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime"
+	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime/runtimetest"
 )
 
 // provisioner-docker end to end, short of the binary: commands on a real

@@ -96,3 +96,7 @@ func Preload(f *Factory, cfg *config.Config) error {
 	}
 	return nil
 }
+
+func (unconfigured) UpdateRunner(context.Context, string, backend.RunnerMetadata) error {
+	return fmt.Errorf("update instance: no gcp instance specification: %w", backend.ErrPermanent)
+}

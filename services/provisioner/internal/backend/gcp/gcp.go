@@ -463,6 +463,78 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
+// UpdateRunner sets the job's metadata as labels of the runner's instance
+// (backend.Meta* keys, values made valid by LabelValue), keeping its other
+// labels: setLabels replaces them all and takes the label fingerprint of
+// the instance read just before. A fingerprint gone stale meanwhile (412:
+// the labels changed) is read again and retried once. No instance of this
+// manager in the spec's zones is a permanent error.
+func (b *Backend) UpdateRunner(ctx context.Context, name string, md backend.RunnerMetadata) error {
+	if err := backend.CheckRunnerName(name); err != nil {
+		return fmt.Errorf("update instance: %w", err)
+	}
+	for attempt := 1; ; attempt++ {
+		err := b.setLabels(ctx, name, md)
+		var stale errStale
+		if attempt == 1 && errors.As(err, &stale) {
+			continue
+		}
+		return err
+	}
+}
+
+// errStale wraps a 412 of setLabels, so that UpdateRunner retries it.
+type errStale struct{ err error }
+
+func (e errStale) Error() string { return e.err.Error() }
+func (e errStale) Unwrap() error { return e.err }
+
+func (b *Backend) setLabels(ctx context.Context, name string, md backend.RunnerMetadata) error {
+	inst, ok, err := b.find(ctx, name)
+	if err != nil {
+		return fmt.Errorf("update instance %s: %w", name, err)
+	}
+	if !ok {
+		return fmt.Errorf("update instance %s: not found: %w", name, backend.ErrPermanent)
+	}
+	zone, _, _ := strings.Cut(inst.ID, "/")
+	cur, err := b.instances.Get(ctx, &computepb.GetInstanceRequest{Project: b.spec.Project, Zone: zone, Instance: name})
+	if err != nil {
+		return fmt.Errorf("update instance %s: %w", name, classify("get instance", err))
+	}
+	labels := maps.Clone(cur.GetLabels())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	for k, v := range md.Values() {
+		labels[k] = LabelValue(v)
+	}
+	if maps.Equal(labels, cur.GetLabels()) {
+		return nil // already set: no call
+	}
+	op, err := b.instances.SetLabels(ctx, &computepb.SetLabelsInstanceRequest{
+		Project: b.spec.Project, Zone: zone, Instance: name,
+		InstancesSetLabelsRequestResource: &computepb.InstancesSetLabelsRequest{
+			Labels: labels, LabelFingerprint: proto.String(cur.GetLabelFingerprint()),
+		},
+	})
+	if err != nil {
+		e := fmt.Errorf("update instance %s: %w", name, classify("set labels", err))
+		if code(err) == http.StatusPreconditionFailed {
+			return errStale{e}
+		}
+		return e
+	}
+	done, err := b.wait(ctx, zone, op.Proto())
+	if err != nil {
+		return fmt.Errorf("update instance %s: %w", name, err)
+	}
+	if err := opError(done); err != nil {
+		return fmt.Errorf("update instance %s: %w", name, err)
+	}
+	return nil
+}
+
 // ListFilter is the server-side filter of List.
 func (b *Backend) ListFilter() string {
 	return fmt.Sprintf("labels.%s = %q", LabelManager, LabelValue(b.manager))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -133,6 +134,14 @@ func TestSuite(t *testing.T) {
 			t.Fatalf("no instance %s with a JIT config", name)
 			return ""
 		},
+		Metadata: func(t *testing.T, name string) map[string]string {
+			insts := b.fake.ByLabel(LabelRunner, name)
+			if len(insts) != 1 {
+				t.Fatalf("%d instances of %s", len(insts), name)
+			}
+			return insts[0].Resource.GetLabels()
+		},
+		MetadataValue: LabelValue,
 		Foreign: func(t *testing.T) backendtest.Foreign {
 			name := fmt.Sprintf("foreign-%d", time.Now().UnixNano())
 			b.fake.Put(project, b.spec.Zones[0], &computepb.Instance{Name: proto.String(name), Labels: map[string]string{
@@ -205,7 +214,7 @@ func TestInsertRequest(t *testing.T) {
 	}
 	// Compare what the backend sent, without what the fake filled in.
 	sent := proto.Clone(i).(*computepb.Instance)
-	sent.Id, sent.Zone, sent.SelfLink, sent.CreationTimestamp, sent.Kind, sent.Status, sent.Metadata = nil, nil, nil, nil, nil, nil, nil
+	sent.Id, sent.Zone, sent.SelfLink, sent.CreationTimestamp, sent.Kind, sent.Status, sent.Metadata, sent.LabelFingerprint = nil, nil, nil, nil, nil, nil, nil, nil
 	if !proto.Equal(sent, want) {
 		t.Errorf("inserted\n%s\nwant\n%s", protojson.Format(sent), protojson.Format(want))
 	}
@@ -560,5 +569,51 @@ func TestLabelValue(t *testing.T) {
 		if got := LabelValue(in); got != want {
 			t.Errorf("LabelValue(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// setLabels takes the label fingerprint: a stale one (412, the labels
+// changed meanwhile) is read again and retried once; a second 412 is a
+// permanent failure.
+func TestUpdateRunnerRetriesAStaleFingerprintOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	be := b.open(t)
+	name := "rm-test-labels"
+	spec := backend.RunnerSpec{Name: name, Group: "g", Runner: testPackage}
+	if _, err := be.Create(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	md := backendtest.Metadata(5)
+	b.fake.Inject(gcefake.Fault{Method: "setLabels", Status: http.StatusPreconditionFailed, Reason: "conditionNotMet", Times: 1})
+	if err := be.UpdateRunner(context.Background(), name, md); err != nil {
+		t.Fatalf("UpdateRunner after one stale fingerprint: %v", err)
+	}
+	if got := b.fake.Calls("setLabels"); got != 2 {
+		t.Errorf("setLabels calls = %d, want 2", got)
+	}
+	labels := b.fake.ByLabel(LabelRunner, name)[0].Resource.GetLabels()
+	if labels[backend.MetaJobID] != "5" || labels[LabelManager] != LabelValue(manager) {
+		t.Errorf("labels after UpdateRunner: %v", labels)
+	}
+	// Labels changed by another tool: the fingerprint the backend reads is the new one.
+	zone := b.spec.Zones[0]
+	for _, i := range b.fake.ByLabel(LabelRunner, name) {
+		zone = i.Zone
+	}
+	changed := maps.Clone(labels)
+	changed["team"] = "ci"
+	b.fake.SetLabelsDirectly(project, zone, name, changed)
+	if err := be.UpdateRunner(context.Background(), name, backendtest.Metadata(6)); err != nil {
+		t.Fatalf("UpdateRunner after a label change: %v", err)
+	}
+	labels = b.fake.ByLabel(LabelRunner, name)[0].Resource.GetLabels()
+	if labels["team"] != "ci" || labels[backend.MetaJobID] != "6" {
+		t.Errorf("labels: %v, want team kept and job 6", labels)
+	}
+	b.fake.Inject(gcefake.Fault{Method: "setLabels", Status: http.StatusPreconditionFailed, Reason: "conditionNotMet", Times: 2})
+	err := be.UpdateRunner(context.Background(), name, backendtest.Metadata(7))
+	if !errors.Is(err, backend.ErrPermanent) {
+		t.Errorf("UpdateRunner after two stale fingerprints: %v, want a permanent error", err)
 	}
 }

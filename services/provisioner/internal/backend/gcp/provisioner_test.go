@@ -16,8 +16,8 @@ import (
 	"github.com/runner-manager/runner-manager/libs/keys"
 	"github.com/runner-manager/runner-manager/libs/stream"
 	"github.com/runner-manager/runner-manager/libs/testutil/redistest"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime"
-	"github.com/runner-manager/runner-manager/services/provisioner/runtime/runtimetest"
+	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime"
+	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime/runtimetest"
 )
 
 // provisioner-gcp against commands that name another Compute Engine

@@ -1,6 +1,6 @@
 // Package ec2fake is a wire-level fake of the EC2 Query API (version
 // 2016-11-15) for the actions the AWS backend uses: RunInstances,
-// TerminateInstances and DescribeInstances. The real aws-sdk-go-v2 client
+// TerminateInstances, DescribeInstances and CreateTags. The real aws-sdk-go-v2 client
 // talks to it through its endpoint option (BaseEndpoint).
 //
 // It keeps instances in memory, honours ClientToken like EC2 (the same token
@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // APIVersion is the EC2 API version the fake speaks.
@@ -288,6 +289,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		body, aerr = s.describeInstances(form)
 	case "TerminateInstances":
 		body, aerr = s.terminateInstances(form)
+	case "CreateTags":
+		body, aerr = s.createTags(form)
 	default:
 		aerr = &apiError{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("The action %s is not valid for this web service.", action)}
 	}
@@ -714,6 +717,74 @@ func (s *Server) terminateInstances(form url.Values) (any, *apiError) {
 		resp.Changes = append(resp.Changes, changeXML{id, stateXML{stateCodes[i.State], i.State}, stateXML{stateCodes[prev], prev}})
 	}
 	return resp, nil
+}
+
+// Limits of EC2 tags.
+const (
+	MaxTagKey       = 128
+	MaxTagValue     = 256
+	MaxTagsPerRes   = 50
+	reservedTagKeys = "aws:"
+)
+
+type createTagsXML struct {
+	XMLName   xml.Name `xml:"CreateTagsResponse"`
+	Xmlns     string   `xml:"xmlns,attr"`
+	RequestID string   `xml:"requestId"`
+	Return    bool     `xml:"return"`
+}
+
+// createTags adds or overwrites tags of instances (ResourceId.N, Tag.N.Key,
+// Tag.N.Value), checked like EC2: every resource must exist, keys of 1 to
+// 128 characters not starting with aws:, values of at most 256, at most 50
+// tags per resource. Nothing changes unless every check passes.
+func (s *Server) createTags(form url.Values) (any, *apiError) {
+	ids := list(form, "ResourceId")
+	if len(ids) == 0 {
+		return nil, &apiError{http.StatusBadRequest, "MissingParameter", "The request must contain the parameter resourceIdSet"}
+	}
+	tags := map[string]string{}
+	for n := 1; ; n++ {
+		k, ok := form[fmt.Sprintf("Tag.%d.Key", n)]
+		if !ok {
+			break
+		}
+		key, value := k[0], form.Get(fmt.Sprintf("Tag.%d.Value", n))
+		switch {
+		case key == "" || utf8.RuneCountInString(key) > MaxTagKey:
+			return nil, &apiError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("Tag key exceeds the maximum length of %d characters", MaxTagKey)}
+		case strings.HasPrefix(strings.ToLower(key), reservedTagKeys):
+			return nil, &apiError{http.StatusBadRequest, "InvalidParameterValue", "Tag keys starting with 'aws:' are reserved for internal use"}
+		case utf8.RuneCountInString(value) > MaxTagValue:
+			return nil, &apiError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("Tag value exceeds the maximum length of %d characters", MaxTagValue)}
+		}
+		tags[key] = value
+	}
+	if len(tags) == 0 {
+		return nil, &apiError{http.StatusBadRequest, "MissingParameter", "The request must contain the parameter tagSet"}
+	}
+	for _, id := range ids {
+		i, ok := s.instances[id]
+		if !ok {
+			return nil, &apiError{http.StatusBadRequest, "InvalidInstanceID.NotFound", fmt.Sprintf("The instance ID '%s' does not exist", id)}
+		}
+		merged := maps.Clone(i.Tags)
+		if merged == nil {
+			merged = map[string]string{}
+		}
+		maps.Copy(merged, tags)
+		if len(merged) > MaxTagsPerRes {
+			return nil, &apiError{http.StatusBadRequest, "TagLimitExceeded", fmt.Sprintf("The maximum number of Tags for a resource has been reached (%d)", MaxTagsPerRes)}
+		}
+	}
+	for _, id := range ids {
+		i := s.instances[id]
+		if i.Tags == nil {
+			i.Tags = map[string]string{}
+		}
+		maps.Copy(i.Tags, tags)
+	}
+	return createTagsXML{Xmlns: xmlns, RequestID: newUUID(), Return: true}, nil
 }
 
 func newID(prefix string) string {

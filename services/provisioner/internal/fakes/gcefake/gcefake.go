@@ -1,5 +1,7 @@
 // Package gcefake is a wire-level fake of the Compute Engine REST API (v1)
-// for what the GCP backend uses: instances insert, get, list and delete, and
+// for what the GCP backend uses: instances insert, get, list, delete and
+// setLabels (with its label fingerprint: a stale one is a 412, as on
+// Compute Engine), and
 // zone operations get and wait, at the paths the Go REST client
 // (cloud.google.com/go/compute/apiv1) calls through option.WithEndpoint.
 //
@@ -12,6 +14,8 @@ package gcefake
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -53,7 +57,7 @@ func (i Instance) Metadata(key string) (string, bool) {
 
 // Fault is an error the fake answers with. Empty match fields match anything.
 type Fault struct {
-	// Method: insert, get, list, delete, wait (operations get and wait); "" any.
+	// Method: insert, get, list, delete, setLabels, wait (operations get and wait); "" any.
 	Method string
 	// Zone the call is for.
 	Zone string
@@ -116,7 +120,7 @@ func New() *Server {
 		now:       time.Now,
 		opPolls:   1,
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.srv = httptest.NewServer(s.routes())
 	return s
 }
 
@@ -205,6 +209,7 @@ func (s *Server) fill(project, zone string, r *computepb.Instance) {
 	r.SelfLink = proto.String(r.GetZone() + "/instances/" + r.GetName())
 	r.CreationTimestamp = proto.String(s.now().Format("2006-01-02T15:04:05.000-07:00"))
 	r.Kind = proto.String("compute#instance")
+	r.LabelFingerprint = proto.String(fingerprint(r.GetLabels()))
 }
 
 func (s *Server) remove(k string) {
@@ -240,30 +245,53 @@ func (s *Server) writeProto(w http.ResponseWriter, m proto.Message) {
 	_, _ = w.Write(b)
 }
 
-var pathRe = regexp.MustCompile(`^/compute/v1/projects/([^/]+)/zones/([^/]+)/(instances|operations)(?:/([^/]+))?(/wait)?$`)
+// zonePath is the root of the zonal resources, as the Go REST client
+// names them.
+const zonePath = "/compute/v1/projects/{project}/zones/{zone}"
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	m := pathRe.FindStringSubmatch(r.URL.Path)
-	if m == nil {
-		s.writeError(w, httpError{http.StatusNotFound, "notFound", "unknown path " + r.URL.Path})
-		return
+// routes maps each method and path of the API to the call it counts as (an
+// operation's get and wait are both "wait"). A known path with another
+// method is a 405, an unknown path a 404, both in the API's error format.
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	fallbacks := map[string]bool{}
+	for _, r := range []struct{ method, path, call string }{
+		{http.MethodPost, "/instances", "insert"},
+		{http.MethodGet, "/instances", "list"},
+		{http.MethodGet, "/instances/{name}", "get"},
+		{http.MethodDelete, "/instances/{name}", "delete"},
+		{http.MethodPost, "/instances/{name}/setLabels", "setLabels"},
+		{http.MethodGet, "/operations/{name}", "wait"},
+		{http.MethodGet, "/operations/{name}/wait", "wait"},
+		{http.MethodPost, "/operations/{name}/wait", "wait"},
+	} {
+		mux.HandleFunc(r.method+" "+zonePath+r.path, func(w http.ResponseWriter, req *http.Request) {
+			s.serve(w, req, r.call)
+		})
+		// Once per path: registering a pattern twice panics.
+		if pattern := zonePath + r.path; !fallbacks[pattern] {
+			fallbacks[pattern] = true
+			mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
+				s.writeError(w, httpError{http.StatusMethodNotAllowed, "methodNotAllowed", req.Method + " " + req.URL.Path})
+			})
+		}
 	}
-	project, zone, kind, name, wait := m[1], m[2], m[3], m[4], m[5] != ""
-	var method string
-	switch {
-	case kind == "instances" && name == "" && r.Method == http.MethodPost:
-		method = "insert"
-	case kind == "instances" && name == "" && r.Method == http.MethodGet:
-		method = "list"
-	case kind == "instances" && r.Method == http.MethodGet:
-		method = "get"
-	case kind == "instances" && r.Method == http.MethodDelete:
-		method = "delete"
-	case kind == "operations" && name != "" && (r.Method == http.MethodGet || (wait && r.Method == http.MethodPost)):
-		method = "wait"
-	default:
-		s.writeError(w, httpError{http.StatusMethodNotAllowed, "methodNotAllowed", r.Method + " " + r.URL.Path})
-		return
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, httpError{http.StatusNotFound, "notFound", "unknown path " + r.URL.Path})
+	})
+	return mux
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, method string) {
+	project, zone, name := r.PathValue("project"), r.PathValue("zone"), r.PathValue("name")
+	var setLabels *computepb.InstancesSetLabelsRequest
+	if method == "setLabels" {
+		setLabels = &computepb.InstancesSetLabelsRequest{}
+		var raw json.RawMessage
+		if err := json.NewDecoder(r.Body).Decode(&raw); err != nil || protojson.Unmarshal(raw, setLabels) != nil {
+			s.writeError(w, httpError{http.StatusBadRequest, "parseError", "invalid InstancesSetLabelsRequest"})
+			return
+		}
 	}
 	var insert *computepb.Instance
 	if method == "insert" {
@@ -304,6 +332,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	case "delete":
 		resp, herr = s.delete(project, zone, name, q.Get("requestId"))
+	case "setLabels":
+		resp, herr = s.setLabels(project, zone, name, setLabels)
 	case "wait":
 		op, ok := s.ops[project+"/"+zone+"/"+name]
 		if !ok {
@@ -467,6 +497,53 @@ func (s *Server) insert(project, zone, requestID string, r *computepb.Instance, 
 		}
 	}
 	return op.op, nil
+}
+
+// fingerprint is the labelFingerprint of a set of labels.
+func fingerprint(labels map[string]string) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		fmt.Fprintf(h, "%q=%q;", k, labels[k])
+	}
+	return base64.StdEncoding.EncodeToString(h.Sum(nil)[:8])
+}
+
+// setLabels replaces the labels of an instance, like Compute Engine: the
+// request's labelFingerprint must be the instance's current one (else 412
+// conditionNotMet), the labels must be valid; the new labels get a new
+// fingerprint. The change is made at once and an operation returned.
+func (s *Server) setLabels(project, zone, name string, req *computepb.InstancesSetLabelsRequest) (proto.Message, *httpError) {
+	i, ok := s.instances[project+"/"+zone+"/"+name]
+	if !ok {
+		return nil, notFound("instances", project, zone, name)
+	}
+	if req.GetLabelFingerprint() != i.Resource.GetLabelFingerprint() {
+		return nil, &httpError{http.StatusPreconditionFailed, "conditionNotMet",
+			"Labels fingerprint either invalid or resource labels have changed"}
+	}
+	if len(req.GetLabels()) > 64 {
+		return nil, &httpError{http.StatusBadRequest, "invalid", "Invalid value for field 'labels': too many labels"}
+	}
+	for k, v := range req.GetLabels() {
+		if !labelKeyRe.MatchString(k) || !labelValueRe.MatchString(v) {
+			return nil, &httpError{http.StatusBadRequest, "invalid", fmt.Sprintf("Invalid value for field 'labels': '%s'", k)}
+		}
+	}
+	i.Resource.Labels = maps.Clone(req.GetLabels())
+	i.Resource.LabelFingerprint = proto.String(fingerprint(i.Resource.Labels))
+	op := s.newOp(project, zone, "setLabels", name)
+	return op.op, nil
+}
+
+// SetLabelsDirectly changes an instance's labels behind the backend's back
+// (another tool), giving it a new fingerprint.
+func (s *Server) SetLabelsDirectly(project, zone, name string, labels map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i, ok := s.instances[project+"/"+zone+"/"+name]; ok {
+		i.Resource.Labels = maps.Clone(labels)
+		i.Resource.LabelFingerprint = proto.String(fingerprint(labels))
+	}
 }
 
 func (s *Server) delete(project, zone, name, requestID string) (proto.Message, *httpError) {
