@@ -1,7 +1,6 @@
 package fakerunner_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,38 +13,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runner-manager/runner-manager/libs/github/fakegithub"
+	"github.com/runner-manager/runner-manager/libs/github/fakegithub/fakegithubtest"
 	"github.com/runner-manager/runner-manager/libs/github/fakegithub/runnerapi"
 	"github.com/runner-manager/runner-manager/libs/github/fakerunner"
 )
 
 const token = "t0ken"
 
-// newFake starts a fake GitHub on a loopback port.
+// newFake serves a fake GitHub on 127.0.0.1.
 func newFake(t *testing.T) (*fakegithub.Server, *httptest.Server) {
-	t.Helper()
-	fake, err := fakegithub.New(fakegithub.Options{Tokens: []string{token}, RunnerPingInterval: 200 * time.Millisecond})
-	require.NoError(t, err)
-	srv := httptest.NewServer(fake)
-	t.Cleanup(func() { fake.Close(); srv.Close() })
-	return fake, srv
+	return fakegithubtest.Start(t, fakegithub.Options{Tokens: []string{token}, RunnerPingInterval: 200 * time.Millisecond})
 }
 
-// register returns the encoded JIT config of a new org runner.
+// register returns the encoded JIT config of a new runner of acme.
 func register(t *testing.T, url, name string, labels ...string) string {
-	t.Helper()
-	b, _ := json.Marshal(map[string]any{"name": name, "runner_group_id": 1, "labels": labels})
-	req, err := http.NewRequest("POST", url+"/orgs/acme/actions/runners/generate-jitconfig", bytes.NewReader(b))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusCreated, resp.StatusCode)
-	var out struct {
-		EncodedJITConfig string `json:"encoded_jit_config"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-	return out.EncodedJITConfig
+	return fakegithubtest.RegisterOrgRunner(t, url, token, "acme", name, labels...)
 }
 
 func waitStatus(t *testing.T, fake *fakegithub.Server, name, status string) {
