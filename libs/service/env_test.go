@@ -21,7 +21,7 @@ func TestEnvironmentIsDocumented(t *testing.T) {
 	slices.Sort(want)
 	require.Equal(t, want, envdoc.Documented(t, envdoc.Every),
 		"service.Env and config.Secrets differ from the rows of docs/configuration.md read by every binary")
-	binaries := []string{envdoc.Every, "ingress", "scheduler", "provisioner-docker", "provisioner-aws", "provisioner-gcp", "rmctl"}
+	binaries := []string{envdoc.Every, "ingress", "scheduler", "provisioner-docker", "provisioner-aws", "provisioner-gcp", "provisioner-bench", "rmctl"}
 	seen := map[string]bool{}
 	for _, r := range envdoc.Rows(t) {
 		require.Contains(t, binaries, r.ReadBy, "variable %s", r.Variable)

@@ -4,17 +4,8 @@
 // that is not Docker, so that thousands of runners fit on one machine. It is
 // started by the e2e harness like every other binary; it is not shipped.
 //
-// The environment chooses the backend and the GitHub it talks to:
-//
-//	RM_BENCH_BACKEND=memory|runners  memory: instances that run nothing
-//	                                 (libs/backend/memory); runners: each
-//	                                 instance is a fake runner
-//	                                 (libs/github/fakerunner) in a goroutine
-//	RM_BENCH_GITHUB=client|memory    client: the real GitHub client of the
-//	                                 configuration; memory: an in-memory GitHub
-//	                                 (runtimetest), no HTTP at all
-//	RM_BENCH_BROKEN_GROUPS=a,b       groups whose creates fail for good
-//	                                 (runners backend)
+// The environment (environment below; docs/configuration.md) chooses the
+// backend and the GitHub it talks to.
 //
 // Besides the runtime's metrics it exposes runner_manager_bench_instances
 // (instances not deleted), runner_manager_bench_runner_exits_total{reason}
@@ -27,7 +18,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,19 +31,35 @@ import (
 	"github.com/runner-manager/runner-manager/services/provisioner/internal/runtime/runtimetest"
 )
 
+// environment is what provisioner-bench reads from the environment.
+type environment struct {
+	service.Env
+	// Backend is memory (instances that run nothing, libs/backend/memory;
+	// the default) or runners (each instance a fake runner,
+	// libs/github/fakerunner, in a goroutine).
+	Backend string `envconfig:"RM_BENCH_BACKEND"`
+	// GitHub is client (the real GitHub client of the configuration; the
+	// default) or memory (an in-memory GitHub, runtimetest, no HTTP at all).
+	GitHub string `envconfig:"RM_BENCH_GITHUB"`
+	// BrokenGroups are groups whose creates fail for good (runners backend).
+	BrokenGroups []string `envconfig:"RM_BENCH_BROKEN_GROUPS"`
+}
+
 func main() {
+	var env environment
 	service.Main(service.Options{
 		Binary: "provisioner-bench",
 		Listen: func(c *config.Config) string { return c.Provisioner.Listen },
-	}, run)
+		Env:    &env,
+	}, func(ctx context.Context, app *service.App) error { return run(ctx, app, env) })
 }
 
-func run(ctx context.Context, app *service.App) error {
-	b, err := newBackend(app, os.Getenv("RM_BENCH_BACKEND"), os.Getenv("RM_BENCH_BROKEN_GROUPS"))
+func run(ctx context.Context, app *service.App, env environment) error {
+	b, err := newBackend(app, env.Backend, env.BrokenGroups)
 	if err != nil {
 		return err
 	}
-	gh, err := newGitHub(app, os.Getenv("RM_BENCH_GITHUB"))
+	gh, err := newGitHub(app, env.GitHub)
 	if err != nil {
 		return err
 	}
@@ -61,7 +67,7 @@ func run(ctx context.Context, app *service.App) error {
 	return runtime.Serve(ctx, app, config.BackendDocker, setup, gh)
 }
 
-func newBackend(app *service.App, kind, broken string) (backend.Backend, error) {
+func newBackend(app *service.App, kind string, broken []string) (backend.Backend, error) {
 	switch kind {
 	case "", "memory":
 		return memory.New(memory.Options{Manager: app.Keys.Prefix()}), nil
@@ -71,7 +77,7 @@ func newBackend(app *service.App, kind, broken string) (backend.Backend, error) 
 			Help: "Fake runners of the benchmark's backend that ended, by reason.",
 		}, []string{"reason"})
 		b := &RunnerBackend{Broken: map[string]bool{}, Exited: func(r string) { exits.WithLabelValues(r).Inc() }}
-		for _, g := range strings.Split(broken, ",") {
+		for _, g := range broken {
 			if g = strings.TrimSpace(g); g != "" {
 				b.Broken[g] = true
 			}
