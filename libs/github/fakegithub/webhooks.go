@@ -49,8 +49,18 @@ type outgoing struct {
 	event      string
 	action     string
 	repoID     int64
+	jobID      int64 // workflow_job only, for the log
 	body       []byte
 	redelivery bool
+}
+
+// logAttrs are the attributes that name o in the log, then extra.
+func (o *outgoing) logAttrs(extra ...any) []any {
+	a := []any{"event", o.event, "action", o.action, "delivery", o.guid}
+	if o.jobID != 0 {
+		a = append(a, "job_id", o.jobID)
+	}
+	return append(append(a, extra...), "redelivery", o.redelivery)
 }
 
 func newGUID() string {
@@ -68,7 +78,7 @@ func (s *Server) enqueueJobEventLocked(j *job) {
 	if id, installed := s.installationOf(j.repo.owner); installed {
 		d.InstallationID = id
 	}
-	s.pushLocked(&outgoing{guid: newGUID(), event: "workflow_job", action: d.Action, repoID: j.repo.id, body: d.JSON()})
+	s.pushLocked(&outgoing{guid: newGUID(), event: "workflow_job", action: d.Action, repoID: j.repo.id, jobID: j.id, body: d.JSON()})
 }
 
 func (s *Server) pushLocked(o *outgoing) {
@@ -185,7 +195,8 @@ func (s *Server) deliverWithFaults(o *outgoing) {
 	}
 	s.mu.Unlock()
 	switch {
-	case lose:
+	case lose: // never sent, never recorded: only the log knows
+		s.log.Warn("webhook lost (fault)", o.logAttrs()...)
 		return
 	case drop:
 		s.record(o, s.headers(o), time.Now(), 0, "failed to connect", 0, nil, "")
@@ -267,9 +278,15 @@ func (s *Server) deliver(o *outgoing) {
 
 type delivery struct {
 	Delivery
+	jobID       int64
 	url         string
 	respHeaders map[string]string
 	respBody    string
+}
+
+// again is the redelivery of d: the same GUID and payload, redelivery true.
+func (d *delivery) again() *outgoing {
+	return &outgoing{guid: d.GUID, event: d.Event, action: d.Action, repoID: d.RepositoryID, jobID: d.jobID, body: d.Payload, redelivery: true}
 }
 
 func (s *Server) record(o *outgoing, hdr map[string]string, at time.Time, d time.Duration, status string, code int, respHdr map[string]string, respBody string) {
@@ -281,6 +298,7 @@ func (s *Server) record(o *outgoing, hdr map[string]string, at time.Time, d time
 			Status: status, StatusCode: code, Event: o.event, Action: o.action, RepositoryID: o.repoID,
 			Payload: o.body, Headers: hdr,
 		},
+		jobID:       o.jobID,
 		url:         s.opts.WebhookURL,
 		respHeaders: respHdr,
 		respBody:    respBody,
@@ -299,7 +317,7 @@ func (s *Server) record(o *outgoing, hdr map[string]string, at time.Time, d time
 	if !dl.Success() {
 		level = slog.LevelWarn
 	}
-	s.log.Log(context.Background(), level, "webhook delivery", "event", o.event, "action", o.action, "delivery", o.guid, "status_code", code, "status", status, "redelivery", o.redelivery)
+	s.log.Log(context.Background(), level, "webhook delivery", o.logAttrs("status_code", code, "status", status)...)
 }
 
 // Deliveries returns every recorded delivery, oldest first.
@@ -320,7 +338,7 @@ func (s *Server) Redeliver(id int64) error {
 	defer s.mu.Unlock()
 	for _, d := range s.deliveries {
 		if d.ID == id {
-			s.pushLocked(&outgoing{guid: d.GUID, event: d.Event, action: d.Action, repoID: d.RepositoryID, body: d.Payload, redelivery: true})
+			s.pushLocked(d.again())
 			return nil
 		}
 	}
@@ -472,7 +490,7 @@ func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "Not Found")
 		return
 	}
-	s.pushLocked(&outgoing{guid: d.GUID, event: d.Event, action: d.Action, repoID: d.RepositoryID, body: d.Payload, redelivery: true})
+	s.pushLocked(d.again())
 	s.mu.Unlock()
 	writeJSON(w, http.StatusAccepted, map[string]any{})
 }
