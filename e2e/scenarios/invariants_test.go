@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -142,9 +144,33 @@ func waitJobs(t *testing.T, sys *harness.System, ids []int64, within time.Durati
 			break
 		}
 		if time.Now().After(deadline) {
+			explainJobs(t, sys, pending)
 			t.Fatalf("%d of %d jobs not completed within %s (first: %d)", len(pending), len(ids), within, pending[0])
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// explainJobs logs, for the first jobs that did not complete, what the fake
+// GitHub and the scheduler know of each and every log line that names it or
+// its runner: the last lines of the logs, which a failed test prints, were
+// written minutes after such a job went astray.
+func explainJobs(t *testing.T, sys *harness.System, ids []int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	k := keys.New(sys.Opts.Name)
+	for _, id := range ids[:min(3, len(ids))] {
+		j, err := sys.Job(ctx, id)
+		rec, rerr := sys.RedisClient().HGetAll(ctx, k.Job(id)).Result()
+		t.Logf("job %d at the fake GitHub: %+v (err %v); its record in Redis: %v (err %v)", id, j, err, rec, rerr)
+		args := []string{"-h", "-w", "-e", strconv.FormatInt(id, 10)}
+		if j.RunnerName != "" {
+			args = append(args, "-e", j.RunnerName)
+		}
+		logs, _ := filepath.Glob(filepath.Join(sys.Opts.Dir, "*.log"))
+		out, _ := exec.Command("grep", append(args, logs...)...).CombinedOutput()
+		t.Logf("log lines that name job %d or its runner:\n%s", id, out)
 	}
 }
 
