@@ -14,7 +14,7 @@ import (
 
 // TestWebhookFaults (scenario 6): webhooks duplicated (30 %), reordered
 // (30 %), then also dropped (10 %, recoverable through the deliveries API) and
-// lost (10 %, in_progress and completed: only polling finds them). Every job
+// lost (10 % of in_progress and completed: only polling finds them). Every job
 // completes, the health checks heal what was missed, and no job gets a second
 // runner while only duplicates and reorders happen.
 func TestWebhookFaults(t *testing.T) {
@@ -38,16 +38,18 @@ func TestWebhookFaults(t *testing.T) {
 	settled(t, sys, 2*time.Minute)
 	require.Equal(t, int64(len(first)), runnersTotal(t, sys), "one runner per job despite duplicated and reordered webhooks")
 
-	// Phase 2: dropped webhooks from the start; once every queued event is
-	// through, lost ones too (a lost "queued" is invisible to any receiver;
-	// lost in_progress and completed must be healed by the health checks).
-	require.NoError(t, sys.SetFaults(ctx, map[string]any{"duplicate": 0.3, "reorder": 0.3, "drop": 0.1}))
+	// Phase 2: dropped webhooks (recovered through the deliveries API) and
+	// lost in_progress and completed ones (healed by the health checks). A
+	// lost "queued" is a job nothing can see: lose_actions spares it, its
+	// redeliveries included. Turning "lose" on once the queued webhooks
+	// were sent did not: the redelivery of a dropped "queued", or one held
+	// back by the reorder fault, could still be lost; its job ran only when
+	// it took a runner started for another job, and the last one queued
+	// waited for ever (the project's CI on 2026-12-05: 1 of 60 jobs).
+	require.NoError(t, sys.SetFaults(ctx, map[string]any{
+		"duplicate": 0.3, "reorder": 0.3, "drop": 0.1, "lose": 0.1, "lose_actions": []string{"in_progress", "completed"},
+	}))
 	second := queueJobs(t, sys, 30, "app", smallLabels, 3*time.Second)
-	eventually(t, time.Minute, 200*time.Millisecond, func() bool {
-		st, err := sys.Stats(ctx)
-		return err == nil && st.WebhooksPending == 0
-	}, "the queued webhooks are sent")
-	require.NoError(t, sys.SetFaults(ctx, map[string]any{"duplicate": 0.3, "reorder": 0.3, "drop": 0.1, "lose": 0.1}))
 	ids := append(slices.Clone(first), second...)
 	waitJobs(t, sys, ids, 5*time.Minute)
 	require.NoError(t, sys.SetFaults(ctx, map[string]any{}))

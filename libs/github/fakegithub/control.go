@@ -20,6 +20,11 @@ type Faults struct {
 	Drop float64 `json:"drop"`
 	// Lose: a webhook is neither sent nor recorded (lost on GitHub's side).
 	Lose float64 `json:"lose"`
+	// LoseActions, when set, limits Lose to the workflow_job webhooks of
+	// these actions (e.g. in_progress and completed, whose loss the health
+	// checks heal; a lost "queued", redeliveries included, is a job nothing
+	// can see).
+	LoseActions []string `json:"lose_actions"`
 	// Duplicate: a webhook is sent twice with the same X-GitHub-Delivery.
 	Duplicate float64 `json:"duplicate"`
 	// Reorder: a webhook is held back and sent after the next one.
@@ -51,10 +56,20 @@ type Faults struct {
 	APIBudgetRemaining int `json:"api_budget_remaining"`
 }
 
+// loses tells whether the Lose fault applies to a webhook of action.
+func (f Faults) loses(action string) bool {
+	return len(f.LoseActions) == 0 || slices.Contains(f.LoseActions, action)
+}
+
 func (f Faults) validate() error {
 	for name, p := range map[string]float64{"drop": f.Drop, "lose": f.Lose, "duplicate": f.Duplicate, "reorder": f.Reorder, "api_5xx": f.API5xx, "api_rate_limit": f.APIRateLimit} {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("fault %s: probability %v not in [0, 1]", name, p)
+		}
+	}
+	for _, a := range f.LoseActions {
+		if !slices.Contains([]string{"queued", "waiting", "in_progress", "completed"}, a) {
+			return fmt.Errorf("fault lose_actions: %q is no workflow_job action", a)
 		}
 	}
 	if f.DelayMS < 0 || f.APIRateLimitSeconds < 0 || f.APIBudgetSeconds < 0 || f.APIBudgetRemaining < 0 {
@@ -69,6 +84,7 @@ func (s *Server) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
 		return err
 	}
+	f.LoseActions = slices.Clone(f.LoseActions)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
@@ -102,7 +118,9 @@ type Stats struct {
 	WebhooksSent    int64 `json:"webhooks_sent"`
 	WebhooksFailed  int64 `json:"webhooks_failed"`
 	WebhooksDropped int64 `json:"webhooks_dropped"`
-	WebhooksPending int   `json:"webhooks_pending"`
+	// WebhooksPending counts the webhooks not sent yet: waiting, held back by
+	// the reorder fault, or in flight.
+	WebhooksPending int `json:"webhooks_pending"`
 	// Faults counts injected faults per kind.
 	Faults map[string]int64 `json:"faults"`
 	// RunnersRegistered is the number of current registrations, RunnersOnline of
@@ -131,7 +149,7 @@ func (s *Server) Stats() Stats {
 		WebhooksSent:    s.stats.webhooksSent,
 		WebhooksFailed:  s.stats.webhooksFailed,
 		WebhooksDropped: s.stats.webhooksDropped,
-		WebhooksPending: len(s.outbox),
+		WebhooksPending: len(s.outbox) + s.sending,
 		Faults:          map[string]int64{},
 		RunnersTotal:    s.stats.runnersTotal,
 	}

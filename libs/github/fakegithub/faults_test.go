@@ -113,6 +113,40 @@ func TestWebhookFaults(t *testing.T) {
 		require.Empty(t, e.fake.Deliveries())
 		require.Empty(t, e.recv.all())
 	})
+	t.Run("lose_actions limits lose to those actions", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, nil)
+		require.NoError(t, e.fake.SetFaults(fakegithub.Faults{Lose: 1, LoseActions: []string{"completed"}}))
+		ids := queueN(t, e, 2) // queued: sent
+		require.Len(t, e.recv.all(), 2)
+		for _, id := range ids {
+			_, err := e.fake.CancelJob(id) // completed: lost
+			require.NoError(t, err)
+		}
+		require.Eventually(t, func() bool { return e.fake.Stats().Faults["lose"] == 2 }, 10*time.Second, 5*time.Millisecond)
+		require.Len(t, e.fake.Deliveries(), 2)
+		require.Len(t, e.recv.all(), 2)
+		require.ErrorContains(t, e.fake.SetFaults(fakegithub.Faults{Lose: 1, LoseActions: []string{"requested"}}), "no workflow_job action")
+	})
+	t.Run("a webhook held back by reorder is pending", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, nil)
+		require.NoError(t, e.fake.SetFaults(fakegithub.Faults{Reorder: 1}))
+		_, err := e.fake.QueueJob(fakegithub.JobSpec{Owner: "acme", Repo: "app", Labels: []string{"nobody"}})
+		require.NoError(t, err)
+		// Held for a second (nothing comes after it): pending until the
+		// receiver has it, so "nothing pending" means "all received".
+		deadline := time.Now().Add(10 * time.Second)
+		for len(e.recv.all()) == 0 {
+			pending := e.fake.Stats().WebhooksPending
+			if len(e.recv.all()) == 0 {
+				require.Equal(t, 1, pending, "pending while not received")
+			}
+			require.True(t, time.Now().Before(deadline), "the held webhook was never sent")
+			time.Sleep(5 * time.Millisecond)
+		}
+		require.Eventually(t, func() bool { return e.fake.Stats().WebhooksPending == 0 }, 10*time.Second, 5*time.Millisecond)
+	})
 	t.Run("duplicate sends the same delivery twice", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t, nil)

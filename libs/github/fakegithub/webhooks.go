@@ -117,6 +117,7 @@ func (s *Server) popOutgoing(wait time.Duration) (*outgoing, bool) {
 			o := s.outbox[0]
 			s.outbox[0] = nil
 			s.outbox = s.outbox[1:]
+			s.sending++
 			s.mu.Unlock()
 			return o, true
 		}
@@ -176,10 +177,16 @@ func (s *Server) sendLoop() {
 	}
 }
 
+// deliverWithFaults sends o, or not, as the faults in force say.
 func (s *Server) deliverWithFaults(o *outgoing) {
+	defer func() {
+		s.mu.Lock()
+		s.sending--
+		s.mu.Unlock()
+	}()
 	s.mu.Lock()
 	f := s.faults
-	lose := f.Lose > 0 && s.rng.Float64() < f.Lose
+	lose := f.Lose > 0 && f.loses(o.action) && s.rng.Float64() < f.Lose
 	drop := !lose && f.Drop > 0 && s.rng.Float64() < f.Drop
 	dup := f.Duplicate > 0 && s.rng.Float64() < f.Duplicate
 	switch {
