@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/runner-manager/runner-manager/libs/github/webhooktest"
 )
 
 // Faults are the failures the fake injects. All are off by default;
@@ -68,7 +70,9 @@ func (f Faults) validate() error {
 		}
 	}
 	for _, a := range f.LoseActions {
-		if !slices.Contains([]string{"queued", "waiting", "in_progress", "completed"}, a) {
+		switch a {
+		case webhooktest.ActionQueued, webhooktest.ActionWaiting, webhooktest.ActionInProgress, webhooktest.ActionCompleted:
+		default:
 			return fmt.Errorf("fault lose_actions: %q is no workflow_job action", a)
 		}
 	}

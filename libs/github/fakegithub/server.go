@@ -124,7 +124,7 @@ type Server struct {
 	closeCh      chan struct{}
 	wg           sync.WaitGroup
 	outbox       []*outgoing
-	sending      int // webhooks taken from the outbox and not yet sent or faulted (held, in flight)
+	sending      int // taken from the outbox (popOutgoing) and not yet through deliverWithFaults: held, in flight
 	outboxSignal chan struct{}
 	httpClient   *http.Client
 }
