@@ -17,7 +17,8 @@ import (
 
 // jobWatch samples, while a scenario runs, the jobs in progress at the fake
 // GitHub and the manager's containers: a job in progress whose runner's
-// container is gone (or not running) was killed by a delete.
+// container is gone, stopped or being removed was killed by a delete
+// (killedJob judges).
 type jobWatch struct {
 	stop chan struct{}
 	done sync.WaitGroup
@@ -48,25 +49,23 @@ func watchRunningJobs(t *testing.T, sys *harness.System) *jobWatch {
 			if err != nil {
 				continue
 			}
-			// The job may have completed between the two reads, and the
-			// engine may still show a container "created" while its
-			// process already runs (the state is updated once the start
-			// returns): ask both again.
 			for _, j := range jobs {
-				if st := ctrs[j.RunnerName]; st != "running" {
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					now, err := sys.Job(ctx, j.ID)
-					var again map[string]string
-					if err == nil {
-						again, err = sys.ContainerRunners(ctx)
-						st = again[j.RunnerName]
-					}
-					cancel()
-					if err == nil && now.Status == fakegithub.StatusInProgress && st != "running" {
-						w.mu.Lock()
-						w.errs = append(w.errs, fmt.Sprintf("job %d in progress on %s, whose container is %q", j.ID, j.RunnerName, st))
-						w.mu.Unlock()
-					}
+				if ctrs[j.RunnerName] == "running" {
+					continue
+				}
+				verdict := killedJob(context.Background(), j.ID, j.RunnerName, 15*time.Second, 100*time.Millisecond,
+					func(ctx context.Context) (string, error) {
+						now, err := sys.Job(ctx, j.ID)
+						return now.Status, err
+					},
+					func(ctx context.Context) (string, error) {
+						now, err := sys.ContainerRunners(ctx)
+						return now[j.RunnerName], err
+					})
+				if verdict != "" {
+					w.mu.Lock()
+					w.errs = append(w.errs, verdict)
+					w.mu.Unlock()
 				}
 			}
 			w.mu.Lock()
@@ -75,6 +74,36 @@ func watchRunningJobs(t *testing.T, sys *harness.System) *jobWatch {
 		}
 	})
 	return w
+}
+
+// killedJob judges a job seen in progress on a runner whose container was
+// not running: it reads both again, every interval, while the container is
+// "created" (the engine shows a container running only once its start has
+// returned, and on a loaded machine the runner inside takes a job before
+// that), for up to patience. It returns why the job was killed, or "" when
+// it was not: the job left in progress (it may have completed between the
+// two reads), the container runs, or a read failed.
+func killedJob(ctx context.Context, id int64, runner string, patience, interval time.Duration,
+	jobStatus, ctrState func(context.Context) (string, error)) string {
+	deadline := time.Now().Add(patience)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		status, err := jobStatus(rctx)
+		var st string
+		if err == nil {
+			st, err = ctrState(rctx)
+		}
+		cancel()
+		switch {
+		case err != nil, status != fakegithub.StatusInProgress, st == "running":
+			return ""
+		case st != "created":
+			return fmt.Sprintf("job %d in progress on %s, whose container is %q", id, runner, st)
+		case time.Now().After(deadline):
+			return fmt.Sprintf("job %d in progress on %s, whose container is still %q after %s", id, runner, st, patience)
+		}
+		time.Sleep(interval)
+	}
 }
 
 func (w *jobWatch) Stop(t *testing.T) {
