@@ -25,6 +25,9 @@ type jobWatch struct {
 	mu   sync.Mutex
 	errs []string
 	n    int
+	// starting counts the jobs seen on a container not shown running that
+	// killedJob cleared (the container started, or the job had ended).
+	starting int
 }
 
 func watchRunningJobs(t *testing.T, sys *harness.System) *jobWatch {
@@ -62,11 +65,13 @@ func watchRunningJobs(t *testing.T, sys *harness.System) *jobWatch {
 						now, err := sys.ContainerRunners(ctx)
 						return now[j.RunnerName], err
 					})
+				w.mu.Lock()
 				if verdict != "" {
-					w.mu.Lock()
 					w.errs = append(w.errs, verdict)
-					w.mu.Unlock()
+				} else {
+					w.starting++
 				}
+				w.mu.Unlock()
 			}
 			w.mu.Lock()
 			w.n++
@@ -110,7 +115,7 @@ func (w *jobWatch) Stop(t *testing.T) {
 	t.Helper()
 	close(w.stop)
 	w.done.Wait()
-	t.Logf("job watch: %d samples", w.n)
+	t.Logf("job watch: %d samples, %d jobs seen on a container not shown running, then cleared (it started, or the job had ended)", w.n, w.starting)
 	require.Empty(t, w.errs, "a container was deleted while its job ran")
 }
 
