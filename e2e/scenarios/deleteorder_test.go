@@ -25,9 +25,9 @@ type jobWatch struct {
 	mu   sync.Mutex
 	errs []string
 	n    int
-	// starting counts the jobs seen on a container not shown running that
+	// cleared counts the jobs seen on a container not shown running that
 	// killedJob cleared (the container started, or the job had ended).
-	starting int
+	cleared int
 }
 
 func watchRunningJobs(t *testing.T, sys *harness.System) *jobWatch {
@@ -69,7 +69,7 @@ func watchRunningJobs(t *testing.T, sys *harness.System) *jobWatch {
 				if verdict != "" {
 					w.errs = append(w.errs, verdict)
 				} else {
-					w.starting++
+					w.cleared++
 				}
 				w.mu.Unlock()
 			}
@@ -115,7 +115,7 @@ func (w *jobWatch) Stop(t *testing.T) {
 	t.Helper()
 	close(w.stop)
 	w.done.Wait()
-	t.Logf("job watch: %d samples, %d jobs seen on a container not shown running, then cleared (it started, or the job had ended)", w.n, w.starting)
+	t.Logf("job watch: %d samples, %d jobs seen on a container not shown running, then cleared (it started, or the job had ended)", w.n, w.cleared)
 	require.Empty(t, w.errs, "a container was deleted while its job ran")
 }
 
